@@ -1,0 +1,1 @@
+//! The Symphony orchestrator (OpenAI Symphony SPEC draft v1) over the git issue tracker.

@@ -1,0 +1,2 @@
+//! Support for the cross-crate integration tests: locating the `symphony` binary and building
+//! scratch git repositories.
