@@ -1,3 +1,22 @@
-//! The git-backed issue tracker: `issues/issues.jsonl`, one JSON object per line.
+//! The git-backed issue tracker: `issues/issues.jsonl`, one JSON object per line, shared by
+//! humans, agents, CI and other nodes.
+//!
+//! - [`document`]: the file as text — lines, terminators, style, the checks every command runs.
+//! - [`store`]: minimal-diff, crash-safe, locked read-modify-write transactions.
+//! - [`model`]: the typed issue model of the x0x schema.
 //!
 //! See `docs/tracker.md` and `issues/schema.md` for the file contract.
+
+pub mod document;
+pub mod durable;
+pub mod error;
+pub mod json_style;
+pub mod lock;
+pub mod model;
+pub mod store;
+
+pub use document::Document;
+pub use error::{Result, TrackerError};
+pub use json_style::JsonStyle;
+pub use model::{BlockerRef, Claim, Handoff, Issue, IssueHead, Link, Shard, ValidationRun};
+pub use store::{Store, StoreOptions, Transaction, WriteReport};

@@ -1,0 +1,331 @@
+//! Crash-safe writes of the issues file: a crash leaves the old file or the new one, never a
+//! torn one.
+//!
+//! - [`replace`]: temp file in the same directory, fsync, rename over, fsync the directory.
+//! - [`append`]: for new records only. Rewriting a 10 MB file costs ~15 ms of write + fsync on
+//!   this class of machine; appending costs ~0.5 ms. An undo journal under `.symphony/`
+//!   records the length before the append, so [`recover`] truncates a torn tail after a
+//!   crash instead of leaving half a record.
+//!
+//! Both check first that the file is still the one that was read ([`FileStamp`]), so an
+//! editor saving in the meantime is never overwritten.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Result, TrackerError};
+
+/// File name of the append journal inside the state directory.
+pub const JOURNAL_FILE: &str = "append.journal";
+
+/// Identity of a file version: device, inode, length and modification time (ns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    /// The stamp of an open file.
+    pub fn of(metadata: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            len: metadata.len(),
+            mtime_ns: i128::from(metadata.mtime()) * 1_000_000_000
+                + i128::from(metadata.mtime_nsec()),
+        }
+    }
+
+    /// The stamp of the file at `path` now, `None` if it does not exist.
+    pub fn current(path: &Path) -> Result<Option<FileStamp>> {
+        match std::fs::metadata(path) {
+            Ok(metadata) => Ok(Some(FileStamp::of(&metadata))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(TrackerError::io(path, e)),
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file was empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+fn ensure_unchanged(path: &Path, expected: Option<FileStamp>) -> Result<()> {
+    if FileStamp::current(path)? == expected {
+        Ok(())
+    } else {
+        Err(TrackerError::ConcurrentModification {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// Atomically replaces `path` with the concatenation of `segments`, keeping the file's
+/// permissions. `expected` is the stamp of the version that was read (`None`: the file must
+/// not exist yet). Nothing is written when the check fails.
+pub fn replace(path: &Path, segments: &[&[u8]], expected: Option<FileStamp>) -> Result<()> {
+    ensure_unchanged(path, expected)?;
+    let dir = parent_dir(path);
+    let temp = temp_path(path);
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    let result = write_temp(&temp, segments, mode).and_then(|()| {
+        ensure_unchanged(path, expected)?;
+        std::fs::rename(&temp, path).map_err(|e| TrackerError::io(path, e))?;
+        sync_dir(&dir)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn write_temp(temp: &Path, segments: &[&[u8]], mode: u32) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(temp)
+        .map_err(|e| TrackerError::io(temp, e))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| TrackerError::io(temp, e))?;
+    write_all_vectored(&mut file, segments).map_err(|e| TrackerError::io(temp, e))?;
+    file.sync_all().map_err(|e| TrackerError::io(temp, e))
+}
+
+fn write_all_vectored(file: &mut File, segments: &[&[u8]]) -> std::io::Result<()> {
+    // At most IOV_MAX (1024 on Linux) slices per call; the rest go in later calls.
+    for chunk in segments.chunks(1024) {
+        let mut slices: Vec<IoSlice<'_>> = chunk.iter().map(|s| IoSlice::new(s)).collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match file.write_vectored(slices) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends `bytes` to `path` under the undo journal in `state_dir`. `expected` is the stamp
+/// of the version that was read. The caller holds the exclusive tracker lock.
+pub fn append(path: &Path, bytes: &[u8], expected: FileStamp, state_dir: &Path) -> Result<()> {
+    ensure_unchanged(path, Some(expected))?;
+    let journal = Journal::open(state_dir)?;
+    journal.write(&format!(
+        "pending {} {} {}\n",
+        expected.len,
+        expected.len + bytes.len() as u64,
+        path.display()
+    ))?;
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| TrackerError::io(path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| TrackerError::io(path, e))?;
+    // Not synced: after a crash, a `pending` entry whose file has the final length is
+    // recognised as complete.
+    journal.write_unsynced("idle\n")
+}
+
+/// Repairs an append interrupted by a crash: a file longer than its pre-append length but
+/// shorter than the complete append is truncated back. Runs under the exclusive lock.
+/// Returns whether a torn append was undone.
+pub fn recover(path: &Path, state_dir: &Path) -> Result<bool> {
+    let Some(journal) = Journal::existing(state_dir)? else {
+        return Ok(false);
+    };
+    let Some((before, after, journaled)) = journal.pending()? else {
+        return Ok(false);
+    };
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if journaled != path && journaled != absolute {
+        return Ok(false);
+    }
+    let len = std::fs::metadata(path)
+        .map_err(|e| TrackerError::io(path, e))?
+        .len();
+    let torn = len > before && len < after;
+    if torn {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| TrackerError::io(path, e))?;
+        file.set_len(before)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| TrackerError::io(path, e))?;
+        tracing::warn!(path = %path.display(), before, len, "undid a torn append left by a crash");
+    }
+    journal.write("idle\n")?;
+    Ok(torn)
+}
+
+/// Whether the journal in `state_dir` records an unfinished append.
+pub fn has_pending_append(state_dir: &Path) -> Result<bool> {
+    match Journal::existing(state_dir)? {
+        Some(journal) => Ok(journal.pending()?.is_some()),
+        None => Ok(false),
+    }
+}
+
+struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    fn open(state_dir: &Path) -> Result<Journal> {
+        std::fs::create_dir_all(state_dir).map_err(|e| TrackerError::io(state_dir, e))?;
+        let path = state_dir.join(JOURNAL_FILE);
+        if !path.exists() {
+            std::fs::write(&path, "idle\n").map_err(|e| TrackerError::io(&path, e))?;
+            sync_dir(state_dir)?;
+        }
+        Ok(Journal { path })
+    }
+
+    fn existing(state_dir: &Path) -> Result<Option<Journal>> {
+        let path = state_dir.join(JOURNAL_FILE);
+        Ok(path.exists().then_some(Journal { path }))
+    }
+
+    fn pending(&self) -> Result<Option<(u64, u64, PathBuf)>> {
+        let text =
+            std::fs::read_to_string(&self.path).map_err(|e| TrackerError::io(&self.path, e))?;
+        let mut parts = text.trim_end_matches('\n').splitn(4, ' ');
+        if parts.next() != Some("pending") {
+            return Ok(None);
+        }
+        let before = parts.next().and_then(|n| n.parse().ok());
+        let after = parts.next().and_then(|n| n.parse().ok());
+        match (before, after, parts.next()) {
+            (Some(before), Some(after), Some(path)) => Ok(Some((before, after, path.into()))),
+            _ => Ok(None),
+        }
+    }
+
+    fn write(&self, entry: &str) -> Result<()> {
+        self.write_unsynced(entry)?;
+        File::open(&self.path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| TrackerError::io(&self.path, e))
+    }
+
+    fn write_unsynced(&self, entry: &str) -> Result<()> {
+        std::fs::write(&self.path, entry).map_err(|e| TrackerError::io(&self.path, e))
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().map_or_else(
+        || "issues".into(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    parent_dir(path).join(format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| TrackerError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(path: &Path) -> FileStamp {
+        FileStamp::current(path).unwrap().unwrap()
+    }
+
+    #[test]
+    fn replace_writes_all_segments_and_keeps_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("issues.jsonl");
+        std::fs::write(&path, "old\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        replace(&path, &[b"a\n", b"b\n"], Some(stamp(&path))).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn replace_refuses_when_the_file_changed_since_it_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("issues.jsonl");
+        std::fs::write(&path, "old\n").unwrap();
+        let read = stamp(&path);
+        std::fs::write(&path, "edited by a human\n").unwrap();
+        let err = replace(&path, &[b"new\n"], Some(read)).unwrap_err();
+        assert!(matches!(err, TrackerError::ConcurrentModification { .. }));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "edited by a human\n"
+        );
+    }
+
+    #[test]
+    fn append_adds_bytes_and_leaves_the_journal_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("issues.jsonl");
+        let state = dir.path().join(".symphony");
+        std::fs::write(&path, "a\n").unwrap();
+        append(&path, b"b\n", stamp(&path), &state).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
+        assert!(!has_pending_append(&state).unwrap());
+    }
+
+    #[test]
+    fn recover_truncates_a_torn_append_and_keeps_a_complete_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("issues.jsonl");
+        let state = dir.path().join(".symphony");
+        std::fs::write(&path, "a\n").unwrap();
+        let journal = Journal::open(&state).unwrap();
+        // Crash after 3 of 10 appended bytes reached the disk.
+        journal
+            .write(&format!("pending 2 12 {}\n", path.display()))
+            .unwrap();
+        std::fs::write(&path, "a\n{\"i").unwrap();
+        assert!(recover(&path, &state).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\n");
+        // Crash after the whole append but before the journal went idle.
+        journal
+            .write(&format!("pending 2 4 {}\n", path.display()))
+            .unwrap();
+        std::fs::write(&path, "a\nb\n").unwrap();
+        assert!(!recover(&path, &state).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
+        assert!(!has_pending_append(&state).unwrap());
+    }
+}
