@@ -199,6 +199,13 @@ impl Document {
         parse_head(&self.path, index + 1, self.line_text(index))
     }
 
+    /// The scheduling fields of every record, in file order.
+    pub fn heads(&self) -> Result<Vec<IssueHead<'_>>> {
+        self.record_lines()
+            .map(|(index, content)| parse_head(&self.path, index + 1, content))
+            .collect()
+    }
+
     /// The id of the record on line `index`, read without parsing the whole record when the
     /// line starts with `{"id": "..."` (every tool we know writes `id` first).
     pub fn id_of(&self, index: usize) -> Result<Cow<'_, str>> {

@@ -4,19 +4,26 @@
 //! - [`document`]: the file as text — lines, terminators, style, the checks every command runs.
 //! - [`store`]: minimal-diff, crash-safe, locked read-modify-write transactions.
 //! - [`model`]: the typed issue model of the x0x schema.
+//! - [`states`], [`ready`]: state lists, readiness and dispatch order (SPEC §8.2).
+//! - [`claims`]: sharded TTL claim rules as pure functions.
 //!
 //! See `docs/tracker.md` and `issues/schema.md` for the file contract.
 
+pub mod claims;
 pub mod document;
 pub mod durable;
 pub mod error;
 pub mod json_style;
 pub mod lock;
 pub mod model;
+pub mod ready;
+pub mod states;
 pub mod store;
 
 pub use document::Document;
 pub use error::{Result, TrackerError};
 pub use json_style::JsonStyle;
 pub use model::{BlockerRef, Claim, Handoff, Issue, IssueHead, Link, Shard, ValidationRun};
+pub use ready::{Readiness, ReadyIndex, ready, sort_for_dispatch};
+pub use states::StateConfig;
 pub use store::{Store, StoreOptions, Transaction, WriteReport};
