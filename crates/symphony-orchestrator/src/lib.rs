@@ -1,1 +1,3 @@
 //! The Symphony orchestrator (OpenAI Symphony SPEC draft v1) over the git issue tracker.
+
+pub mod scheduler;
