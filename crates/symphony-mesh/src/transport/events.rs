@@ -250,3 +250,66 @@ impl std::fmt::Debug for Events {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(peer: NodeId, generation: u64) -> Event {
+        Event::PeerUp {
+            peer,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            generation,
+        }
+    }
+
+    fn down(peer: NodeId, generation: u64) -> Event {
+        Event::PeerDown {
+            peer,
+            generation,
+            reason: DownReason::IdleTimeout,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_down_overtaken_by_a_newer_peer_up_is_held_back() {
+        let (tx, mut events) = channel(16, Arc::default());
+        let peer = NodeId::from_bytes([3; 32]);
+        for event in [
+            up(peer, 1),
+            up(peer, 2),
+            down(peer, 1),
+            down(peer, 2),
+            up(peer, 3),
+        ] {
+            tx.deliver(event).await.unwrap();
+        }
+        assert_eq!(events.recv().await, Some(up(peer, 1)));
+        assert_eq!(events.recv().await, Some(up(peer, 2)));
+        assert_eq!(
+            events.recv().await,
+            Some(down(peer, 2)),
+            "down(1) must be skipped"
+        );
+        assert_eq!(events.recv().await, Some(up(peer, 3)));
+    }
+
+    #[tokio::test]
+    async fn droppable_delivery_reports_a_full_queue_and_dwell_is_recorded() {
+        let counters = Arc::new(Counters::default());
+        let (tx, mut events) = channel(1, counters.clone());
+        let peer = NodeId::from_bytes([4; 32]);
+        let frame = Event::Frame {
+            peer,
+            purpose: Purpose::Sync,
+            payload: Bytes::new(),
+        };
+        assert_eq!(tx.try_deliver(frame.clone()), Ok(()));
+        assert_eq!(tx.try_deliver(frame.clone()), Err(Undelivered::Full));
+        assert_eq!(tx.depth(), (1, 1));
+        assert_eq!(events.recv().await, Some(frame));
+        assert_eq!(counters.events(0, 1).dwell.sync.samples, 1);
+        drop(events);
+        assert_eq!(tx.try_deliver(up(peer, 1)), Err(Undelivered::Closed));
+    }
+}
