@@ -1029,3 +1029,31 @@ async fn graceful_shutdown_delivers_queued_frames_before_closing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_peer_that_never_opens_its_streams_is_closed_after_the_handshake_timeout() {
+    bounded(async {
+        let node_id = Identity::generate().unwrap();
+        let mut node_config = config(TrustPolicy::Open);
+        node_config.handshake_timeout = Duration::from_millis(300);
+        let (node, mut events) = start(&node_id, node_config).await;
+        let mute_id = Identity::generate().unwrap();
+        let mute = RawPeer::connect(&mute_id, node.local_addr(), &[]).await;
+        match mute.conn.closed().await {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(
+                    close.error_code.into_inner(),
+                    u64::from(close_code::SETUP_TIMEOUT)
+                );
+            }
+            other => panic!("expected an application close, got {other}"),
+        }
+        eventually(|| node.stats().connections.accept_failures == 1).await;
+        let quiet = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
+        assert!(
+            quiet.is_err(),
+            "a peer without streams was reported: {quiet:?}"
+        );
+    })
+    .await;
+}
