@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::ServiceConfig;
+use crate::config::{EnvLookup, ServiceConfig, process_env};
 
 /// The file name looked up in the process working directory when no explicit path is given
 /// (SPEC §5.1).
@@ -157,8 +157,21 @@ pub fn load_workflow(path: &Path) -> Result<Workflow, WorkflowError> {
 /// `workflow_parse_error` (YAML syntax, unclosed front matter, a value of the wrong type) with the
 /// file line and column; `workflow_front_matter_not_a_map` when the YAML is a list or scalar.
 pub fn parse_workflow(path: &Path, text: &str) -> Result<Workflow, WorkflowError> {
+    parse_workflow_in_env(path, text, &process_env)
+}
+
+/// Like [`parse_workflow`] with an explicit environment for `$VAR` and `~` resolution (hermetic
+/// callers and tests).
+///
+/// # Errors
+/// As [`parse_workflow`].
+pub fn parse_workflow_in_env(
+    path: &Path,
+    text: &str,
+    env: EnvLookup<'_>,
+) -> Result<Workflow, WorkflowError> {
     let (definition, yaml) = split_workflow(path, text)?;
-    let config = ServiceConfig::from_front_matter(&definition, yaml)?;
+    let config = ServiceConfig::from_front_matter_in_env(&definition, yaml, env)?;
     Ok(Workflow { definition, config })
 }
 

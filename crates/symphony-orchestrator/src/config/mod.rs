@@ -276,23 +276,11 @@ pub struct ServerConfig {
 }
 
 impl ServiceConfig {
-    /// Types the front matter of `definition` (whose raw YAML text is `yaml`) using the process
-    /// environment for `$VAR` and `~`.
+    /// Types the front matter of `definition` (whose raw YAML text is `yaml`), resolving `$VAR`
+    /// and `~` through `env`. Normally reached through [`crate::workflow::parse_workflow`].
     ///
     /// # Errors
     /// `workflow_parse_error` naming the key, the file line and what was expected.
-    pub fn from_front_matter(
-        definition: &WorkflowDefinition,
-        yaml: &str,
-    ) -> Result<Self, WorkflowError> {
-        Self::from_front_matter_in_env(definition, yaml, &process_env)
-    }
-
-    /// Like [`ServiceConfig::from_front_matter`] with an explicit environment (hermetic callers
-    /// and tests).
-    ///
-    /// # Errors
-    /// As [`ServiceConfig::from_front_matter`].
     pub fn from_front_matter_in_env(
         definition: &WorkflowDefinition,
         yaml: &str,
@@ -544,7 +532,7 @@ fn legacy_codex_runner(raw: RawCodex) -> RunnerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflow::parse_workflow;
+    use crate::workflow::{parse_workflow, parse_workflow_in_env};
 
     fn config(front_matter: &str) -> ServiceConfig {
         let text = format!("---\n{front_matter}\n---\nprompt");
@@ -700,14 +688,9 @@ mod tests {
             _ => None,
         };
         let text = "---\ntracker:\n  api_key: $TRACKER_TOKEN\n  path: ~/issues.jsonl\nworkspace:\n  root: $WS_ROOT/sub\n---\n";
-        let (definition, yaml) = {
-            let wf = parse_workflow(Path::new("/r/WORKFLOW.md"), text).unwrap();
-            (
-                wf.definition,
-                text.split("---\n").nth(1).unwrap().to_owned(),
-            )
-        };
-        let c = ServiceConfig::from_front_matter_in_env(&definition, &yaml, &env).unwrap();
+        let c = parse_workflow_in_env(Path::new("/r/WORKFLOW.md"), text, &env)
+            .unwrap()
+            .config;
         assert_eq!(c.tracker.api_key.as_ref().map(Secret::expose), Some("tok"));
         assert_eq!(c.tracker.path, PathBuf::from("/home/me/issues.jsonl"));
         assert_eq!(c.workspace.root, PathBuf::from("/srv/ws/sub"));
