@@ -287,3 +287,84 @@ async fn shell_runner_stream_reported_failure_is_turn_failed() {
     );
     assert_eq!(h.drain().last().unwrap().kind, AgentEventKind::TurnFailed);
 }
+
+/// The worker flow of SPEC §16.5 on a spawned task (so every future involved is `Send`):
+/// prepare the workspace, `before_run`, render the prompt, run a turn, `after_run`.
+#[tokio::test]
+async fn worker_flow_runs_on_a_spawned_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow_path = dir.path().join("WORKFLOW.md");
+    std::fs::write(
+        &workflow_path,
+        "---\ntracker:\n  kind: git_issues\nworkspace:\n  root: ws\nhooks:\n  after_create: echo created > created.txt\n  before_run: test -f created.txt\n  after_run: echo done > after_run.txt\nrunner:\n  command: 'cat > prompt.txt'\n---\nWork on {{ issue.identifier }} (attempt {{ attempt }}).",
+    )
+    .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let logs_dir = dir.path().join("proofs");
+    let worker = tokio::spawn(async move {
+        use symphony_orchestrator::hooks::{HookKind, run_configured_hook};
+        use symphony_orchestrator::runner::{AgentLaunch, AgentLogs};
+        use symphony_orchestrator::workspace::WorkspaceManager;
+        let workflow = symphony_orchestrator::workflow::load_workflow(&workflow_path).unwrap();
+        let config = &workflow.config;
+        let issue = serde_json::json!({"id": "i-1", "identifier": "XSY-1", "title": "T"});
+        let manager = WorkspaceManager::new(&config.workspace.root);
+        let prepared = manager.prepare("XSY-1", &config.hooks, &[]).await.unwrap();
+        let ws = prepared.workspace.path.clone();
+        let before = run_configured_hook(HookKind::BeforeRun, &config.hooks, &ws, &[])
+            .await
+            .unwrap();
+        before.check().unwrap();
+        let prompt =
+            symphony_orchestrator::prompt::render_prompt(&workflow.definition, &issue, Some(2))
+                .unwrap();
+        let launch = AgentLaunch {
+            issue_id: "i-1".into(),
+            issue_identifier: "XSY-1".into(),
+            issue_title: "T".into(),
+            attempt: Some(2),
+            workspace_root: config.workspace.root.clone(),
+            workspace_path: ws.clone(),
+            env: Vec::new(),
+            logs: AgentLogs {
+                stdout: logs_dir.join("stdout.log"),
+                stderr: logs_dir.join("stderr.log"),
+                prompt: logs_dir.join("prompt.md"),
+            },
+            events: tx,
+        };
+        let mut session = AgentSession::start(&config.runner, launch).await.unwrap();
+        let outcome = session.run_turn(&prompt).await.unwrap();
+        session.stop().await;
+        let after = run_configured_hook(HookKind::AfterRun, &config.hooks, &ws, &[])
+            .await
+            .unwrap();
+        (ws, outcome, after)
+    });
+    let (ws, outcome, after) = bounded(worker).await.unwrap();
+    assert_eq!(
+        ws,
+        std::fs::canonicalize(dir.path()).unwrap().join("ws/XSY-1")
+    );
+    assert_eq!(outcome.turn, 1);
+    assert!(after.succeeded());
+    assert_eq!(
+        std::fs::read_to_string(ws.join("prompt.txt")).unwrap(),
+        "Work on XSY-1 (attempt 2)."
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("after_run.txt")).unwrap(),
+        "done\n"
+    );
+    let mut kinds = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        kinds.push(e.kind);
+    }
+    assert_eq!(
+        kinds,
+        [
+            AgentEventKind::SessionStarted,
+            AgentEventKind::TurnCompleted
+        ]
+    );
+}
