@@ -1,12 +1,13 @@
 //! Workspace lifecycle hooks (Symphony SPEC §9.4, §15.4): `bash -lc <script>` in the workspace,
-//! bounded by `hooks.timeout_ms`, in its own process group so a timeout kills every descendant.
+//! bounded by `hooks.timeout_ms`, in its own process group so a timeout stops every descendant
+//! (SIGTERM, then SIGKILL after [`crate::TERMINATE_GRACE`]).
 //!
 //! Failure semantics (SPEC §9.4): `after_create` failure or timeout is fatal to workspace creation,
 //! `before_run` to the attempt; `after_run` and `before_remove` failures are logged and ignored.
 //! [`run_hook`] always returns a [`HookOutcome`] (kept with the attempt's proofs);
 //! [`HookOutcome::check`] turns a failed one into a [`HookError`] where the caller treats it as
 //! fatal. Hooks inherit the orchestrator's environment: they are fully trusted configuration.
-//! Background processes a hook starts are killed when it exits; detach with `setsid` to keep one.
+//! Background processes a hook starts are stopped when it exits; detach with `setsid` to keep one.
 //! Logs carry whatever span the caller is in (`issue_id`, `issue_identifier`).
 
 use std::fmt;
@@ -210,7 +211,8 @@ pub async fn run_configured_hook(
 
 /// Runs `script` as `bash -lc <script>` with `cwd` as working directory, the orchestrator's
 /// environment plus `env`, and stdin closed. After `timeout_ms` the whole process group is
-/// killed; when the shell exits, any descendants still in its group are killed too. Logs start,
+/// terminated (SIGTERM, then SIGKILL after a grace period); when the shell exits, descendants
+/// still in its group are terminated the same way. Logs start,
 /// failure and timeout with truncated output (SPEC §9.4, §15.4).
 pub async fn run_hook(
     kind: HookKind,
@@ -237,7 +239,8 @@ pub async fn run_hook(
             let err = spawn_capture(child.stderr.take());
             let waited =
                 tokio::time::timeout(Duration::from_millis(timeout_ms), child.wait()).await;
-            group.kill();
+            // After a timeout, and after a clean exit for descendants left in the group.
+            group.terminate(&mut child).await;
             let status = match waited {
                 Ok(Ok(exit)) if exit.success() => HookStatus::Succeeded,
                 Ok(Ok(exit)) => HookStatus::Failed {
@@ -247,10 +250,7 @@ pub async fn run_hook(
                 Ok(Err(e)) => HookStatus::SpawnFailed {
                     message: format!("waiting for bash failed: {e}"),
                 },
-                Err(_) => {
-                    let _ = child.wait().await;
-                    HookStatus::TimedOut { timeout_ms }
-                }
+                Err(_) => HookStatus::TimedOut { timeout_ms },
             };
             (status, finish_capture(out).await, finish_capture(err).await)
         }

@@ -14,4 +14,4 @@ pub mod runner;
 pub mod workflow;
 pub mod workspace;
 
-pub use process_group::CapturedOutput;
+pub use process_group::{CapturedOutput, TERMINATE_GRACE};

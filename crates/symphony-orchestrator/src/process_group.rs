@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal, kill_process_group};
+use rustix::process::{Pid, Signal, kill_process_group, test_kill_process_group};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, Command};
@@ -14,6 +14,11 @@ use tokio::process::{Child, Command};
 /// How long to wait for output readers after the process group is gone. A descendant that left
 /// the group (`setsid`) may keep a pipe open; its output is abandoned after this.
 pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How long a process group gets between SIGTERM and SIGKILL: enough for shells to run their
+/// EXIT traps (lock files, temp files) and agents to flush their state.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(2);
+/// How often [`ProcessGroup::terminate`] checks whether the group is gone.
+const TERMINATE_POLL: Duration = Duration::from_millis(20);
 
 /// Which environment a child gets.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +61,8 @@ pub(crate) fn bash(
     cmd
 }
 
-/// Owns a child's process group: [`ProcessGroup::kill`] (or drop) sends SIGKILL to every member.
+/// Owns a child's process group: [`ProcessGroup::terminate`] stops every member gracefully,
+/// [`ProcessGroup::kill`] (and drop, e.g. a cancelled task) sends SIGKILL at once.
 #[derive(Debug)]
 pub(crate) struct ProcessGroup {
     pgid: Option<Pid>,
@@ -70,6 +76,27 @@ impl ProcessGroup {
             .and_then(|id| i32::try_from(id).ok())
             .and_then(Pid::from_raw);
         Self { pgid }
+    }
+
+    /// Sends SIGTERM to the group, waits up to [`TERMINATE_GRACE`] for every member to exit
+    /// (reaping `leader` meanwhile), then SIGKILLs whatever is left and reaps the leader.
+    pub(crate) async fn terminate(&mut self, leader: &mut Child) {
+        if let Some(pgid) = self.pgid
+            && kill_process_group(pgid, Signal::TERM).is_ok()
+        {
+            let deadline = tokio::time::Instant::now() + TERMINATE_GRACE;
+            loop {
+                // A zombie leader would keep the group alive.
+                let _ = leader.try_wait();
+                if test_kill_process_group(pgid).is_err() || tokio::time::Instant::now() >= deadline
+                {
+                    break;
+                }
+                tokio::time::sleep(TERMINATE_POLL).await;
+            }
+        }
+        self.kill();
+        let _ = tokio::time::timeout(TERMINATE_GRACE, leader.wait()).await;
     }
 
     /// SIGKILLs every process still in the group. Idempotent; a group already gone is fine.

@@ -140,13 +140,13 @@ async fn shell_runner_crash_reports_exit_status_and_stderr_tail() {
 async fn shell_runner_turn_timeout_kills_the_process_group() {
     let h = support::Harness::new("XSY-5").await;
     let config = support::runner_config(
-        "runner:\n  command: 'sleep 1000 & echo $! > bg.pid; echo started; sleep 1000'\n  turn_timeout_ms: 700",
+        "runner:\n  command: 'sleep 1000 & echo $! > bg.pid; echo started; sleep 1000'\n  turn_timeout_ms: 2500",
     );
     let mut session = AgentSession::start(&config, h.launch.clone())
         .await
         .unwrap();
     let err = bounded(session.run_turn("x")).await.unwrap_err();
-    assert_eq!(err, RunnerError::TurnTimeout { timeout_ms: 700 });
+    assert_eq!(err, RunnerError::TurnTimeout { timeout_ms: 2500 });
     let pid = support::read_pid(&h.workspace.join("bg.pid")).await;
     assert!(
         support::dies(pid).await,
@@ -156,21 +156,23 @@ async fn shell_runner_turn_timeout_kills_the_process_group() {
 
 #[tokio::test]
 async fn shell_runner_silence_beyond_stall_timeout_is_stalled() {
+    // Output every 1.2 s keeps a 2 s stall timeout from firing although the run lasts longer;
+    // then silence trips it.
     let h = support::Harness::new("XSY-6").await;
     let config = support::runner_config(
-        "runner:\n  command: 'echo one; sleep 0.2; echo two; exec sleep 1000'\n  stall_timeout_ms: 600",
+        "runner:\n  command: 'echo one; sleep 1.2; echo two; sleep 1.2; echo three; exec sleep 1000'\n  stall_timeout_ms: 2000",
     );
     let mut session = AgentSession::start(&config, h.launch.clone())
         .await
         .unwrap();
     let started = std::time::Instant::now();
     let err = bounded(session.run_turn("x")).await.unwrap_err();
-    assert_eq!(err, RunnerError::Stalled { idle_ms: 600 });
+    assert_eq!(err, RunnerError::Stalled { idle_ms: 2000 });
     assert!(
-        started.elapsed() >= Duration::from_millis(700),
+        started.elapsed() >= Duration::from_millis(4_400),
         "output reset the stall clock"
     );
-    assert_eq!(h.stdout_log(), "one\ntwo\n");
+    assert_eq!(h.stdout_log(), "one\ntwo\nthree\n");
 }
 
 #[tokio::test]

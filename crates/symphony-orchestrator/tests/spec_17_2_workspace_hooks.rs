@@ -348,11 +348,11 @@ async fn hook_timeout_kills_the_whole_process_group() {
     let script = "sleep 1000 & echo $! > bg.pid; sleep 1000";
     let outcome = tokio::time::timeout(
         Duration::from_secs(20),
-        run_hook(HookKind::BeforeRun, script, dir.path(), 500, &[]),
+        run_hook(HookKind::BeforeRun, script, dir.path(), 2_500, &[]),
     )
     .await
     .expect("the hook is bounded by its timeout");
-    assert_eq!(outcome.status, HookStatus::TimedOut { timeout_ms: 500 });
+    assert_eq!(outcome.status, HookStatus::TimedOut { timeout_ms: 2_500 });
     let pid = support::read_pid(&dir.path().join("bg.pid")).await;
     assert!(
         support::dies(pid).await,

@@ -120,6 +120,11 @@ impl AgentProcess {
         })
     }
 
+    /// SIGTERM to the process group, SIGKILL after the grace period.
+    pub(crate) async fn terminate(&mut self) {
+        self.group.terminate(&mut self.child).await;
+    }
+
     /// Appends one stdout line to the stdout log (a failing log is dropped, not fatal).
     pub(crate) async fn log_stdout(&mut self, line: &[u8]) {
         if let Some(log) = self.stdout_log.as_mut() {
@@ -135,10 +140,9 @@ impl AgentProcess {
         }
     }
 
-    /// Kills the process group and returns the stderr tail (bounded wait for the reader).
+    /// Terminates the process group and returns the stderr tail (bounded wait for the reader).
     pub(crate) async fn shut_down(&mut self) -> String {
-        self.group.kill();
-        let _ = tokio::time::timeout(DRAIN_GRACE, self.child.wait()).await;
+        self.terminate().await;
         if let Some(log) = self.stdout_log.as_mut() {
             let _ = log.flush().await;
         }

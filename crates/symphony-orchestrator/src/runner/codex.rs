@@ -136,6 +136,10 @@ impl CodexSession {
         &self.sink
     }
 
+    pub(crate) fn launch(&self) -> &AgentLaunch {
+        &self.launch
+    }
+
     async fn handshake(&mut self) -> Result<(), RunnerError> {
         let client_info = json!({"name": "symphony", "version": env!("CARGO_PKG_VERSION")});
         self.request(
@@ -293,7 +297,7 @@ impl CodexSession {
             let line = tokio::select! {
                 line = self.process.stdout.next_line() => line,
                 () = sleep_until(deadline) => {
-                    self.process.group.kill();
+                    self.process.terminate().await;
                     return Err(match wait {
                         Wait::Response { method, timeout_ms } => RunnerError::ResponseTimeout {
                             method: method.to_owned(),
@@ -303,7 +307,7 @@ impl CodexSession {
                     });
                 }
                 () = sleep_until(stall.unwrap_or(deadline)), if stall.is_some() => {
-                    self.process.group.kill();
+                    self.process.terminate().await;
                     return Err(RunnerError::Stalled { idle_ms: self.stall_timeout_ms });
                 }
             };
@@ -438,7 +442,7 @@ impl CodexSession {
                         "symphony runs unattended and cannot provide user input".into(),
                     )
                     .await;
-                self.process.group.kill();
+                self.process.terminate().await;
                 return Err(RunnerError::TurnInputRequired {
                     method: method.to_owned(),
                 });

@@ -19,6 +19,7 @@ pub mod shell;
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::config::{RunnerConfig, RunnerKind};
 pub use agent_process::STDERR_TAIL_BYTES;
@@ -272,13 +273,28 @@ impl AgentSession {
     /// `agent_not_found`, `response_timeout`, `response_error`, `port_exit`. A `startup_failed`
     /// event is emitted for failures after launch.
     pub async fn start(config: &RunnerConfig, launch: AgentLaunch) -> Result<Self, RunnerError> {
-        match config.kind {
-            RunnerKind::Shell => shell::ShellSession::start(config, launch)
-                .await
-                .map(|s| Self::Shell(Box::new(s))),
-            RunnerKind::Codex => codex::CodexSession::start(config, launch)
-                .await
-                .map(|s| Self::Codex(Box::new(s))),
+        let span = tracing::info_span!(
+            "agent_session",
+            issue_id = %launch.issue_id,
+            issue_identifier = %launch.issue_identifier,
+        );
+        let started = async {
+            match config.kind {
+                RunnerKind::Shell => shell::ShellSession::start(config, launch)
+                    .await
+                    .map(|s| Self::Shell(Box::new(s))),
+                RunnerKind::Codex => codex::CodexSession::start(config, launch)
+                    .await
+                    .map(|s| Self::Codex(Box::new(s))),
+            }
+        };
+        started.instrument(span).await
+    }
+
+    fn parts(&self) -> (&AgentLaunch, &EventSink) {
+        match self {
+            Self::Shell(s) => (s.launch(), s.sink()),
+            Self::Codex(s) => (s.launch(), s.sink()),
         }
     }
 
@@ -289,15 +305,24 @@ impl AgentSession {
     /// Any [`RunnerError`]; after `turn_timeout`, `stalled`, `port_exit` or `agent_crashed` the
     /// session's process is gone and the caller should [`AgentSession::stop`] it.
     pub async fn run_turn(&mut self, prompt: &str) -> Result<TurnOutcome, RunnerError> {
+        let (launch, _) = self.parts();
+        let span = tracing::info_span!(
+            "agent_turn",
+            issue_id = %launch.issue_id,
+            issue_identifier = %launch.issue_identifier,
+        );
         let result = match self {
-            Self::Shell(s) => s.run_turn(prompt).await,
-            Self::Codex(s) => s.run_turn(prompt).await,
+            Self::Shell(s) => s.run_turn(prompt).instrument(span.clone()).await,
+            Self::Codex(s) => s.run_turn(prompt).instrument(span.clone()).await,
         };
-        let sink = match self {
-            Self::Shell(s) => s.sink(),
-            Self::Codex(s) => s.sink(),
-        };
-        match &result {
+        let (_, sink) = self.parts();
+        Self::report(sink, &result).instrument(span).await;
+        result
+    }
+
+    /// Emits the turn's terminal event and logs its outcome.
+    async fn report(sink: &EventSink, result: &Result<TurnOutcome, RunnerError>) {
+        match result {
             Ok(outcome) => {
                 let body = EventBody {
                     usage: outcome.usage,
@@ -305,24 +330,32 @@ impl AgentSession {
                     ..EventBody::default()
                 };
                 sink.emit(AgentEventKind::TurnCompleted, body).await;
+                tracing::info!(
+                    session_id = ?sink.session_id,
+                    turn = outcome.turn,
+                    duration_ms = outcome.duration_ms,
+                    "agent turn completed"
+                );
             }
-            Err(e) => sink.emit_message(e.event_kind(), e.to_string()).await,
+            Err(e) => {
+                sink.emit_message(e.event_kind(), e.to_string()).await;
+                tracing::warn!(
+                    session_id = ?sink.session_id,
+                    error_kind = e.kind(),
+                    error = %e,
+                    "agent turn failed"
+                );
+            }
         }
-        if let Err(e) = &result {
-            tracing::warn!(session_id = ?sink.session_id, error_kind = e.kind(), error = %e, "agent turn failed");
-        }
-        result
     }
 
     /// The agent's session id, when known.
     pub fn session_id(&self) -> Option<&str> {
-        match self {
-            Self::Shell(s) => s.sink().session_id.as_deref(),
-            Self::Codex(s) => s.sink().session_id.as_deref(),
-        }
+        self.parts().1.session_id.as_deref()
     }
 
-    /// Ends the session: kills the agent's process group (codex app-server) and waits briefly.
+    /// Ends the session: stops the agent's process group (codex app-server; SIGTERM, SIGKILL
+    /// after the grace period).
     pub async fn stop(self) {
         match self {
             Self::Shell(_) => {}

@@ -81,6 +81,10 @@ impl ShellSession {
         &self.sink
     }
 
+    pub(crate) fn launch(&self) -> &AgentLaunch {
+        &self.launch
+    }
+
     fn session_usage(&self, turn: Option<TokenUsage>) -> Option<TokenUsage> {
         match (self.usage, turn) {
             (Some(base), Some(turn)) => Some(base.plus(turn)),
@@ -183,7 +187,7 @@ impl ShellSession {
                     })?;
                     exit = Some(status);
                     // Descendants left in the group would hold stdout open forever.
-                    process.group.kill();
+                    process.group.terminate(&mut process.child).await;
                     drain_deadline = Some(Instant::now() + DRAIN_GRACE);
                 }
                 () = sleep_until(turn_deadline), if exit.is_none() => {
