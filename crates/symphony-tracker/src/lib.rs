@@ -17,13 +17,16 @@ pub mod json_style;
 pub mod lock;
 pub mod model;
 pub mod ready;
+pub mod schema;
 pub mod states;
 pub mod store;
+pub mod validate;
 
 pub use document::Document;
 pub use error::{Result, TrackerError};
 pub use json_style::JsonStyle;
 pub use model::{BlockerRef, Claim, Handoff, Issue, IssueHead, Link, Shard, ValidationRun};
 pub use ready::{Readiness, ReadyIndex, ready, sort_for_dispatch};
+pub use schema::Schema;
 pub use states::StateConfig;
 pub use store::{Store, StoreOptions, Transaction, WriteReport};
