@@ -161,6 +161,12 @@ pub enum TrackerError {
         message: String,
     },
 
+    /// A new id is needed but no prefix is configured and the file has no ids to infer one.
+    #[error(
+        "no id prefix: set `tracker.id_prefix` in WORKFLOW.md (or run `symphony init --prefix XYZ`)"
+    )]
+    NoIdPrefix,
+
     /// The git commit of the issues file failed.
     #[error("{path}: git commit failed: {message}")]
     Git {

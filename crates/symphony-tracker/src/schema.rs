@@ -146,9 +146,17 @@ mod tests {
         let pointers: Vec<&str> = violations.iter().map(|v| v.pointer.as_str()).collect();
         assert_eq!(
             pointers,
-            ["", "/blocked_by/0", "/handoff/validation/0/status", "/priority"]
+            [
+                "",
+                "/blocked_by/0",
+                "/handoff/validation/0/status",
+                "/priority"
+            ]
         );
-        assert!(violations[0].message.contains("updated_at"), "{violations:?}");
+        assert!(
+            violations[0].message.contains("updated_at"),
+            "{violations:?}"
+        );
         assert!(violations[3].message.contains("integer"), "{violations:?}");
     }
 

@@ -252,8 +252,7 @@ impl Check<'_, '_> {
             return;
         };
         let id = record.get("id").and_then(Value::as_str);
-        if let (Some(id), Some(identifier)) =
-            (id, record.get("identifier").and_then(Value::as_str))
+        if let (Some(id), Some(identifier)) = (id, record.get("identifier").and_then(Value::as_str))
             && id != identifier
         {
             self.error(
@@ -307,7 +306,11 @@ impl Check<'_, '_> {
         };
         let created = parsed("/created_at");
         let updated = parsed("/updated_at");
-        for nested in ["/handoff/updated_at", "/claim/claimed_at", "/claim/heartbeat_at"] {
+        for nested in [
+            "/handoff/updated_at",
+            "/claim/claimed_at",
+            "/claim/heartbeat_at",
+        ] {
             parsed(nested);
         }
         if let (Some(created), Some(updated)) = (created, updated)
@@ -490,9 +493,8 @@ fn cycles(records: &[Facts], by_id: &HashMap<&str, usize>) -> Vec<Finding> {
 /// The diagnostic of a line-level error from [`crate::document`].
 fn diagnostic_of(path: &Path, error: &TrackerError) -> Diagnostic {
     let (line, column, pointer) = match error {
-        TrackerError::InvalidUtf8 { line, column, .. } | TrackerError::Json { line, column, .. } => {
-            (*line, Some(*column), "")
-        }
+        TrackerError::InvalidUtf8 { line, column, .. }
+        | TrackerError::Json { line, column, .. } => (*line, Some(*column), ""),
         TrackerError::Record { line, pointer, .. } => (*line, None, pointer.as_str()),
         TrackerError::RecordTooLarge { line, .. } | TrackerError::ConflictMarkers { line, .. } => {
             (*line, None, "")
@@ -603,10 +605,16 @@ mod tests {
         );
         let lines = rendered(&report);
         assert_eq!(report.error_count(), 4, "{lines:#?}");
-        assert!(lines[0].starts_with("issues.jsonl:2:14: expected `,` or `}`"), "{lines:#?}");
+        assert!(
+            lines[0].starts_with("issues.jsonl:2:14: expected `,` or `}`"),
+            "{lines:#?}"
+        );
         assert!(lines[1].starts_with("issues.jsonl:3: unresolved git conflict marker"));
         assert!(lines[1].contains("merge-driver"));
-        assert_eq!(lines[2], "issues.jsonl:4:25: invalid UTF-8 (the issues file must be UTF-8 JSON Lines)");
+        assert_eq!(
+            lines[2],
+            "issues.jsonl:4:25: invalid UTF-8 (the issues file must be UTF-8 JSON Lines)"
+        );
         assert!(lines[3].starts_with("issues.jsonl:5: /state: unknown state \"wontfix\""));
     }
 
@@ -634,7 +642,11 @@ mod tests {
         let blocker = |id: &str| format!(r#"{{"id":"{id}","identifier":"{id}","state":"todo"}}"#);
         let text = [
             record("A-1", "todo", &blocker("A-2")),
-            record("A-2", "todo", &format!("{},{}", blocker("x0x:slug"), blocker("A-3"))),
+            record(
+                "A-2",
+                "todo",
+                &format!("{},{}", blocker("x0x:slug"), blocker("A-3")),
+            ),
             record("A-3", "todo", &blocker("A-1")),
             record("A-4", "todo", &blocker("A-9")),
             record("A-1", "done", ""),
@@ -668,7 +680,11 @@ mod tests {
     fn identifiers_timestamps_and_their_order_are_checked() {
         let text = [
             with(&record("A-1", "todo", ""), "identifier", "A-one"),
-            with(&record("A-2", "todo", ""), "updated_at", "2025-12-31T23:59:59Z"),
+            with(
+                &record("A-2", "todo", ""),
+                "updated_at",
+                "2025-12-31T23:59:59Z",
+            ),
             with(&record("A-3", "todo", ""), "created_at", "yesterday"),
         ]
         .join("\n");
