@@ -16,6 +16,7 @@ pub mod error;
 pub mod ids;
 pub mod json_style;
 pub mod lock;
+pub mod merge;
 pub mod model;
 pub mod ops;
 pub mod ready;
