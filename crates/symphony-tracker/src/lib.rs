@@ -6,6 +6,11 @@
 //! - [`model`]: the typed issue model of the x0x schema.
 //! - [`states`], [`ready`]: state lists, readiness and dispatch order (SPEC §8.2).
 //! - [`claims`]: sharded TTL claim rules as pure functions.
+//! - [`schema`], [`validate`]: the JSON Schema and every check of `symphony validate`.
+//! - [`ids`], [`ops`]: id allocation and the typed operations commands and the orchestrator
+//!   run inside a transaction (create, update, close, deps, handoff, claim/heartbeat/release).
+//! - [`merge`]: the three-way, per-field merge behind `symphony merge-driver`.
+//! - [`git`]: committing just the issues file.
 //!
 //! See `docs/tracker.md` and `issues/schema.md` for the file contract.
 
@@ -13,6 +18,7 @@ pub mod claims;
 pub mod document;
 pub mod durable;
 pub mod error;
+pub mod git;
 pub mod ids;
 pub mod json_style;
 pub mod lock;
