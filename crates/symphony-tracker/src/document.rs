@@ -86,15 +86,11 @@ impl Document {
     pub fn parse(path: &Path, bytes: Vec<u8>, max_record_bytes: usize) -> Result<Document> {
         let text = String::from_utf8(bytes).map_err(|e| {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-            let line = memchr::memchr_iter(b'\n', valid).count() + 1;
+            let line = memchr::memchr_iter(b'\n', valid).count();
             let line_start = memchr::memrchr(b'\n', valid).map_or(0, |i| i + 1);
-            TrackerError::InvalidUtf8 {
-                path: path.to_path_buf(),
-                line,
-                column: valid.len() - line_start + 1,
-            }
+            invalid_utf8(path, line, &valid[line_start..])
         })?;
-        let lines = split_lines(&text);
+        let lines = split_lines(text.as_bytes());
         let document = Document {
             path: path.to_path_buf(),
             style: JsonStyle::detect_file(&text),
@@ -108,22 +104,12 @@ impl Document {
 
     fn check_lines(&self, max_record_bytes: usize) -> Result<()> {
         for (index, line) in self.lines.iter().enumerate() {
-            let content = &self.text[line.start..line.end];
-            if let Some(marker) = conflict_marker(content) {
-                return Err(TrackerError::ConflictMarkers {
-                    path: self.path.clone(),
-                    line: index + 1,
-                    marker: marker.to_string(),
-                });
-            }
-            if content.len() > max_record_bytes {
-                return Err(TrackerError::RecordTooLarge {
-                    path: self.path.clone(),
-                    line: index + 1,
-                    bytes: content.len(),
-                    limit: max_record_bytes,
-                });
-            }
+            check_line(
+                &self.path,
+                index,
+                &self.text.as_bytes()[line.start..line.end],
+                max_record_bytes,
+            )?;
         }
         Ok(())
     }
@@ -234,8 +220,8 @@ impl Document {
     }
 }
 
-fn split_lines(text: &str) -> Vec<Line> {
-    let bytes = text.as_bytes();
+/// Splits `bytes` at `\n`, recognising `\r\n`; a final line without a newline is kept.
+pub(crate) fn split_lines(bytes: &[u8]) -> Vec<Line> {
     let mut lines = Vec::with_capacity(bytes.len() / 512 + 1);
     let mut start = 0;
     for newline in memchr::memchr_iter(b'\n', bytes) {
@@ -261,12 +247,47 @@ fn split_lines(text: &str) -> Vec<Line> {
     lines
 }
 
-fn conflict_marker(line: &str) -> Option<&'static str> {
+/// The checks every line passes before any record is parsed: no git conflict marker, no more
+/// than `max_record_bytes`. `index` is 0-based.
+pub(crate) fn check_line(
+    path: &Path,
+    index: usize,
+    content: &[u8],
+    max_record_bytes: usize,
+) -> Result<()> {
+    if content.len() > max_record_bytes {
+        return Err(TrackerError::RecordTooLarge {
+            path: path.to_path_buf(),
+            line: index + 1,
+            bytes: content.len(),
+            limit: max_record_bytes,
+        });
+    }
+    if let Some(marker) = conflict_marker(content) {
+        return Err(TrackerError::ConflictMarkers {
+            path: path.to_path_buf(),
+            line: index + 1,
+            marker: marker.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The error for line `index` (0-based) whose first invalid byte follows `valid_prefix`.
+pub(crate) fn invalid_utf8(path: &Path, index: usize, valid_prefix: &[u8]) -> TrackerError {
+    TrackerError::InvalidUtf8 {
+        path: path.to_path_buf(),
+        line: index + 1,
+        column: valid_prefix.len() + 1,
+    }
+}
+
+fn conflict_marker(line: &[u8]) -> Option<&'static str> {
     ["<<<<<<<", "=======", ">>>>>>>", "|||||||"]
         .into_iter()
         .find(|marker| {
-            line.strip_prefix(marker)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+            line.strip_prefix(marker.as_bytes())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(b" "))
         })
 }
 

@@ -152,6 +152,21 @@ pub enum TrackerError {
         waited_ms: u64,
     },
 
+    /// The JSON Schema of the issues file could not be read or compiled.
+    #[error("{path}: invalid issue schema: {message}")]
+    Schema {
+        /// The schema file (`issues/schema.json`), or `<built-in>`.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A new id is needed but no prefix is configured and the file has no ids to infer one.
+    #[error(
+        "no id prefix: set `tracker.id_prefix` in WORKFLOW.md (or run `symphony init --prefix XYZ`)"
+    )]
+    NoIdPrefix,
+
     /// The git commit of the issues file failed.
     #[error("{path}: git commit failed: {message}")]
     Git {

@@ -1,0 +1,276 @@
+//! Issue ids (design.md, The tracker file).
+//!
+//! - Sequential (default): `PREFIX-NNNN`, the highest number in the file plus one, zero-padded
+//!   to the file's width (`XSY-0037`). Allocated under the tracker lock, so local writers never
+//!   collide; two branches that each create the next id are reconciled by the merge driver,
+//!   which renumbers the incoming record ([`crate::merge`]).
+//! - Hash (`tracker.id_scheme: hash`): `PREFIX-` and 10 random hex digits (40 bits), for teams
+//!   creating issues on many machines at once. Two machines creating 10,000 issues each
+//!   collide with probability ~1e-4; a collision inside one file is retried, one across
+//!   branches is renumbered by the merge driver like a sequential one.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+use crate::document::Document;
+use crate::error::{Result, TrackerError};
+
+/// Digits of a sequential id when the file shows no width (`XSY-0001`).
+pub const DEFAULT_WIDTH: usize = 4;
+
+/// Hex digits of a hash id.
+pub const HASH_DIGITS: usize = 10;
+
+/// Which kind of ids a tracker allocates (WORKFLOW.md `tracker.id_scheme`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SchemeKind {
+    /// `PREFIX-NNNN`, counting up.
+    #[default]
+    Sequential,
+    /// `PREFIX-<10 hex digits>`, random.
+    Hash,
+}
+
+impl std::str::FromStr for SchemeKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "sequential" => Ok(SchemeKind::Sequential),
+            "hash" => Ok(SchemeKind::Hash),
+            other => Err(format!(
+                "unknown id scheme {other:?} (expected `sequential` or `hash`)"
+            )),
+        }
+    }
+}
+
+/// How new ids are made for one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdScheme {
+    /// `PREFIX-NNNN`.
+    Sequential {
+        /// The project prefix (`XSY`).
+        prefix: String,
+        /// Minimum number of digits (`4` gives `XSY-0037`).
+        width: usize,
+    },
+    /// `PREFIX-<hex>`.
+    Hash {
+        /// The project prefix.
+        prefix: String,
+    },
+}
+
+impl IdScheme {
+    /// The scheme for a file holding `existing` ids: `prefix` when configured, else the most
+    /// common prefix of the file's `PREFIX-NNNN` ids; the width is the file's most common
+    /// digit count (at least [`DEFAULT_WIDTH`] digits for a file without sequential ids).
+    ///
+    /// Errors: [`TrackerError::NoIdPrefix`] when no prefix is configured and none can be
+    /// inferred (an empty file without `tracker.id_prefix`).
+    pub fn resolve<'a>(
+        kind: SchemeKind,
+        prefix: Option<&str>,
+        existing: impl IntoIterator<Item = &'a str>,
+    ) -> Result<IdScheme> {
+        let inferred = infer(existing, prefix, kind);
+        let prefix = match (prefix, &inferred) {
+            (Some(prefix), _) => prefix.to_string(),
+            (None, Some((prefix, _))) => prefix.clone(),
+            (None, None) => return Err(TrackerError::NoIdPrefix),
+        };
+        Ok(match kind {
+            SchemeKind::Sequential => IdScheme::Sequential {
+                prefix,
+                width: inferred.map_or(DEFAULT_WIDTH, |(_, width)| width),
+            },
+            SchemeKind::Hash => IdScheme::Hash { prefix },
+        })
+    }
+
+    /// A new id not in `taken`.
+    pub fn next(&self, taken: &HashSet<&str>) -> String {
+        match self {
+            IdScheme::Sequential { prefix, width } => {
+                let highest = taken
+                    .iter()
+                    .filter_map(|id| sequence_number(id, prefix))
+                    .max()
+                    .unwrap_or(0);
+                let mut number = highest.saturating_add(1);
+                loop {
+                    let id = format!("{prefix}-{number:0width$}");
+                    if !taken.contains(id.as_str()) {
+                        return id;
+                    }
+                    number = number.saturating_add(1);
+                }
+            }
+            IdScheme::Hash { prefix } => loop {
+                let bits = rand::random::<u64>() >> (64 - 4 * HASH_DIGITS);
+                let id = format!("{prefix}-{bits:0HASH_DIGITS$x}");
+                if !taken.contains(id.as_str()) {
+                    return id;
+                }
+            },
+        }
+    }
+}
+
+/// The number of a `prefix-NNNN` id.
+fn sequence_number(id: &str, prefix: &str) -> Option<u64> {
+    let digits = id.strip_prefix(prefix)?.strip_prefix('-')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The most common `PREFIX` of the file's ids of this `kind` (`PREFIX-NNNN`, or
+/// `PREFIX-<hex>`), or `prefix` itself when given, and the most common suffix length among
+/// its ids. Ties go to the lexicographically smaller prefix and the wider width, so the answer
+/// never depends on record order.
+fn infer<'a>(
+    ids: impl IntoIterator<Item = &'a str>,
+    prefix: Option<&str>,
+    kind: SchemeKind,
+) -> Option<(String, usize)> {
+    let suffix_byte: fn(&u8) -> bool = match kind {
+        SchemeKind::Sequential => u8::is_ascii_digit,
+        SchemeKind::Hash => u8::is_ascii_hexdigit,
+    };
+    let mut counts: HashMap<&str, HashMap<usize, usize>> = HashMap::new();
+    for id in ids {
+        let Some((head, suffix)) = id.rsplit_once('-') else {
+            continue;
+        };
+        if head.is_empty() || suffix.is_empty() || !suffix.bytes().all(|b| suffix_byte(&b)) {
+            continue;
+        }
+        if prefix.is_some_and(|p| p != head) {
+            continue;
+        }
+        *counts
+            .entry(head)
+            .or_default()
+            .entry(suffix.len())
+            .or_default() += 1;
+    }
+    let (prefix, widths) = counts.into_iter().max_by(|(a, wa), (b, wb)| {
+        let (na, nb): (usize, usize) = (wa.values().sum(), wb.values().sum());
+        na.cmp(&nb).then_with(|| b.cmp(a))
+    })?;
+    let width = widths
+        .into_iter()
+        .max_by_key(|&(width, count)| (count, width))
+        .map(|(width, _)| width)?;
+    Some((prefix.to_string(), width))
+}
+
+/// Every record id of `document` with its 0-based line index.
+///
+/// Errors: [`TrackerError::DuplicateId`] at the first id defined twice (commands refuse to
+/// guess which record is meant; `symphony validate` lists every duplicate), and the parse
+/// error of a line whose id cannot be read.
+pub fn unique_ids(document: &Document) -> Result<HashMap<Cow<'_, str>, usize>> {
+    let mut ids = HashMap::with_capacity(document.lines().len());
+    for (index, _) in document.record_lines() {
+        let id = document.id_of(index)?;
+        if let Some(&first) = ids.get(&id) {
+            return Err(TrackerError::DuplicateId {
+                path: document.path().to_path_buf(),
+                line: index + 1,
+                first_line: first + 1,
+                id: id.into_owned(),
+            });
+        }
+        ids.insert(id, index);
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::DEFAULT_MAX_RECORD_BYTES;
+    use std::path::Path;
+
+    fn set<'a>(ids: &[&'a str]) -> HashSet<&'a str> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn sequential_ids_continue_the_file_with_its_prefix_and_width() {
+        let ids = ["XSY-0001", "XSY-0036", "x0x:agent-sign", "XSY-0002"];
+        let scheme = IdScheme::resolve(SchemeKind::Sequential, None, ids).unwrap();
+        assert_eq!(
+            scheme,
+            IdScheme::Sequential {
+                prefix: "XSY".into(),
+                width: 4
+            }
+        );
+        assert_eq!(scheme.next(&set(&ids)), "XSY-0037");
+    }
+
+    #[test]
+    fn configured_prefix_wins_and_numbers_outgrow_the_width() {
+        let ids = ["OLD-0100", "NEW-9999", "NEW-0001"];
+        let scheme = IdScheme::resolve(SchemeKind::Sequential, Some("NEW"), ids).unwrap();
+        assert_eq!(scheme.next(&set(&ids)), "NEW-10000");
+        let fresh = IdScheme::resolve(SchemeKind::Sequential, Some("ABC"), []).unwrap();
+        assert_eq!(fresh.next(&HashSet::new()), "ABC-0001");
+    }
+
+    #[test]
+    fn an_empty_file_without_a_prefix_is_refused_with_the_fix() {
+        let err = IdScheme::resolve(SchemeKind::Sequential, None, [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tracker.id_prefix"), "{err}");
+    }
+
+    #[test]
+    fn inference_is_independent_of_order() {
+        let a = ["A-01", "B-0001", "A-02", "B-0002"];
+        let mut b = a;
+        b.reverse();
+        let seq = SchemeKind::Sequential;
+        assert_eq!(infer(a, None, seq), infer(b, None, seq));
+        assert_eq!(infer(a, None, seq), Some(("A".into(), 2)));
+        let hashed = ["sym-3f9a2c1d0e", "sym-00aa11bb22"];
+        let scheme = IdScheme::resolve(SchemeKind::Hash, None, hashed).unwrap();
+        assert_eq!(
+            scheme,
+            IdScheme::Hash {
+                prefix: "sym".into()
+            }
+        );
+    }
+
+    #[test]
+    fn hash_ids_have_the_prefix_and_ten_hex_digits_and_avoid_taken_ones() {
+        let scheme = IdScheme::resolve(SchemeKind::Hash, Some("sym"), []).unwrap();
+        let mut taken = HashSet::new();
+        let made: Vec<String> = (0..1000).map(|_| scheme.next(&taken)).collect();
+        for id in &made {
+            let hex = id.strip_prefix("sym-").unwrap();
+            assert_eq!(hex.len(), HASH_DIGITS);
+            assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert!(taken.insert(id.as_str()), "duplicate {id}");
+        }
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused_with_both_lines() {
+        let doc = Document::parse(
+            Path::new("f"),
+            b"{\"id\":\"A-1\"}\n{\"id\":\"A-2\"}\n{\"id\":\"A-1\"}\n".to_vec(),
+            DEFAULT_MAX_RECORD_BYTES,
+        )
+        .unwrap();
+        let err = unique_ids(&doc).unwrap_err().to_string();
+        assert_eq!(err, "f:3: duplicate id \"A-1\" (first defined on line 1)");
+    }
+}
