@@ -60,6 +60,10 @@ pub struct MembershipConfig {
     /// A dial or neighbour/join request without an answer after this is a failure.
     /// Default 5 s.
     pub request_timeout: Duration,
+    /// Dials and requests in flight at once; further ones (walk ends, shuffle replies a peer
+    /// asks for) are skipped and counted, so no peer can make this node dial without bound.
+    /// Default 16.
+    pub max_pending: usize,
     /// First backoff after a failed dial or a rejected request, doubled per consecutive
     /// failure (×[1, 1.5) jitter). Default 1 s.
     pub backoff_base: Duration,
@@ -87,6 +91,7 @@ impl Default for MembershipConfig {
             shuffle_active: 3,
             shuffle_passive: 4,
             request_timeout: Duration::from_secs(5),
+            max_pending: 16,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             lost_backoff_max: Duration::from_secs(300),
@@ -204,6 +209,7 @@ impl Config {
             ("membership.active_capacity", m.active_capacity > 0),
             ("membership.passive_capacity", m.passive_capacity > 0),
             ("membership.arwl", m.arwl > 0),
+            ("membership.max_pending", m.max_pending > 0),
             ("membership.shuffle_interval", !m.shuffle_interval.is_zero()),
             ("membership.backoff_base", !m.backoff_base.is_zero()),
             ("pubsub.graft_timeout", !p.graft_timeout.is_zero()),

@@ -244,3 +244,90 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::proto::{GossipMessage, MembershipMessage, MessageKind, Topic};
+
+    fn addr(n: u8) -> PeerAddr {
+        let id = NodeId::from_bytes([n; 32]);
+        PeerAddr::new(id, SocketAddr::from(([127, 0, 0, n], 4433)))
+    }
+
+    #[test]
+    fn invalid_config_is_refused() {
+        let mut config = Config::default();
+        config.membership.prwl = 9;
+        assert!(matches!(
+            State::new(addr(1), config, 0),
+            Err(ConfigError::PrwlAboveArwl { prwl: 9, arwl: 6 })
+        ));
+    }
+
+    #[test]
+    fn first_event_arms_the_tick_and_the_tick_rearms() {
+        let mut state = State::new(addr(1), Config::default(), 0).unwrap();
+        let now = Instant::now();
+        let tick = Command::SetTimer {
+            after: Duration::from_secs(1),
+            timer: Timer::Tick,
+        };
+        let first: Vec<Command> = state.handle(Event::Join(vec![addr(2)]), now).collect();
+        assert_eq!(first, vec![tick.clone(), Command::Connect(addr(2))]);
+        let again: Vec<Command> = state.handle(Event::TimerFired(Timer::Tick), now).collect();
+        assert!(again.contains(&tick));
+    }
+
+    #[test]
+    fn neighbours_enter_the_trees_and_the_stats_snapshot() {
+        let mut state = State::new(addr(1), Config::default(), 0).unwrap();
+        let now = Instant::now();
+        let topic = Topic::new("t").unwrap();
+        let peer = addr(2).id;
+        let _ = state.handle(Event::Subscribe(topic.clone()), now).count();
+        let _ = state.handle(Event::PeerUp(peer), now).count();
+        let request = MembershipMessage::Neighbor {
+            addr: addr(2).addr,
+            priority: crate::proto::Priority::Low,
+        };
+        let message = Message::Membership(request);
+        let commands: Vec<Command> = state
+            .handle(
+                Event::Message {
+                    from: peer,
+                    message,
+                },
+                now,
+            )
+            .collect();
+        assert!(commands.contains(&Command::NeighborUp(peer)));
+        let payload = Bytes::from_static(b"hello");
+        let commands: Vec<Command> = state
+            .handle(Event::Publish { topic, payload }, now)
+            .collect();
+        assert!(commands.iter().any(|c| matches!(
+            c,
+            Command::Send { to, message: Message::Gossip(GossipMessage::Gossip { .. }), .. } if *to == peer
+        )));
+        let _ = state.handle(Event::SendTimedOut(peer), now).count();
+
+        let stats = state.stats(now);
+        assert_eq!(stats.active_view, vec![peer]);
+        assert_eq!(stats.neighbor_up, 1);
+        assert_eq!(stats.messages.sent[&MessageKind::Gossip], 1);
+        assert_eq!(stats.messages.received[&MessageKind::Neighbor], 1);
+        assert_eq!(stats.peers[&peer].send_timeouts, 1);
+        assert_eq!(stats.cooled.len(), 1);
+        assert_eq!(stats.topics[0].eager_in[&peer], 1);
+        let json = serde_json::to_value(&stats).unwrap();
+        assert_eq!(json["messages"]["sent"]["gossip"], 1);
+        assert_eq!(json["cooled"][0]["backoff_ms"], 2000);
+        assert!(json["peers"][peer.to_string()]["score"].as_f64().unwrap() < 0.0);
+    }
+}
