@@ -100,7 +100,7 @@ impl State {
                 match message {
                     Message::Membership(m) => self.membership.on_message(from, m, now, out),
                     Message::Gossip(m) => match self.pubsub.on_message(from, m, now, out) {
-                        Received::New(origin) => self.membership.revive(origin),
+                        Received::New(origin) => self.membership.revive(origin, now),
                         Received::Duplicate => peer.duplicates += 1,
                         Received::Other => {}
                     },

@@ -261,15 +261,27 @@ fn partition_longer_than_idle_timeout_heals_and_delivers_everywhere() {
         sim.run_for(Duration::from_millis(100));
     }
     sim.run_for(10 * SECOND);
+    let settled = churn(&sim);
+    sim.run_for(300 * SECOND);
+    let quiet = churn(&sim);
+    let lost: usize = (0..n)
+        .map(|i| sim.nodes[i].state.stats(sim_now(&sim)).lost_len)
+        .sum();
     println!(
         "partition 60 s (idle 10 s): overlay one again after {merged_after:?}, {merges} merge links, \
-         NeighborUp/Down during heal {}/{}, RMR {:.3}",
+         NeighborUp/Down during heal {}/{}, RMR {:.3}; 300 s later: {} lost entries, \
+         NeighborUp/Down {}/{}",
         after.0 - before.0,
         after.1 - before.1,
-        rmr(&sim, &log)
+        rmr(&sim, &log),
+        lost,
+        quiet.0 - settled.0,
+        quiet.1 - settled.1
     );
     assert!(merged_after.is_some(), "overlay did not re-merge");
     assert_eq!(undelivered(&sim, &log), vec![]);
+    assert_eq!(lost, 0);
+    assert_eq!(quiet, settled, "the healed overlay keeps changing");
 }
 
 #[test]
