@@ -6,6 +6,9 @@ use super::cooling::CoolingConfig;
 use super::score::ScoreParams;
 use super::wire;
 
+/// Smallest accepted `pubsub.seen_max_bytes`: room for a few dozen ids.
+const MIN_SEEN_BYTES: usize = 4096;
+
 /// Configuration of one node's protocol state. `Config::default()` is the production
 /// default; every field says its unit and why it has its value.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,7 +120,8 @@ pub struct PubsubConfig {
     pub max_announcers: usize,
     /// Missing messages tracked at once; further IHAVEs are ignored and counted. Default 4096.
     pub max_missing: usize,
-    /// How long a seen message id is remembered for dedupe. Default 120 s.
+    /// How long a seen message id is remembered for dedupe; must exceed the time a message
+    /// can still be circulating, or a late copy is delivered again. Default 120 s.
     pub seen_ttl: Duration,
     /// Seen-id cache entry cap. Default 100 000.
     pub seen_max_entries: usize,
@@ -186,6 +190,16 @@ pub enum ConfigError {
         /// The limit from [`wire`].
         max: usize,
     },
+    /// A bound is too small for the protocol to work.
+    #[error("mesh config: {field} = {value} is below the minimum {min}")]
+    TooSmall {
+        /// The field path.
+        field: &'static str,
+        /// The configured value.
+        value: usize,
+        /// The smallest workable value.
+        min: usize,
+    },
     /// The passive walk length is longer than the active one, so it would never trigger.
     #[error("mesh config: membership.prwl ({prwl}) must not exceed membership.arwl ({arwl})")]
     PrwlAboveArwl {
@@ -213,6 +227,8 @@ impl Config {
             ("membership.shuffle_interval", !m.shuffle_interval.is_zero()),
             ("membership.backoff_base", !m.backoff_base.is_zero()),
             ("pubsub.graft_timeout", !p.graft_timeout.is_zero()),
+            ("pubsub.seen_ttl", !p.seen_ttl.is_zero()),
+            ("pubsub.seen_max_entries", p.seen_max_entries > 0),
             ("pubsub.graft_retry", !p.graft_retry.is_zero()),
             ("pubsub.max_announcers", p.max_announcers > 0),
             ("pubsub.max_topics", p.max_topics > 0),
@@ -230,6 +246,14 @@ impl Config {
             return Err(ConfigError::PrwlAboveArwl {
                 prwl: m.prwl,
                 arwl: m.arwl,
+            });
+        }
+        // A seen-id cache that cannot hold an entry treats every copy as new: messages loop.
+        if p.seen_max_bytes < MIN_SEEN_BYTES {
+            return Err(ConfigError::TooSmall {
+                field: "pubsub.seen_max_bytes",
+                value: p.seen_max_bytes,
+                min: MIN_SEEN_BYTES,
             });
         }
         let shuffle_len = 1 + m.shuffle_active + m.shuffle_passive;
@@ -261,6 +285,20 @@ mod tests {
             config.validate(),
             Err(ConfigError::Zero {
                 field: "membership.active_capacity"
+            })
+        );
+    }
+
+    #[test]
+    fn seen_cache_too_small_to_dedupe_is_rejected() {
+        let mut config = Config::default();
+        config.pubsub.seen_max_bytes = 100;
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::TooSmall {
+                field: "pubsub.seen_max_bytes",
+                value: 100,
+                min: MIN_SEEN_BYTES
             })
         );
     }

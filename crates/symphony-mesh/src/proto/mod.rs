@@ -4,7 +4,12 @@
 //! One [`State`] per node. The network shell feeds it [`Event`]s together with the current
 //! time and executes the [`Command`]s it returns: no sockets, tasks, clocks or global
 //! randomness live here (the RNG is a seeded `StdRng` inside the state), so a whole swarm runs
-//! deterministically in a test simulator.
+//! deterministically in a test simulator (`sim`, tests only).
+//!
+//! Parts: [`hyparview`] (membership, with settling re-joins and partition re-merge),
+//! [`plumtree`] (one broadcast tree per topic and origin), [`score`] (decayed peer score
+//! steering eager/lazy), [`cooling`] (slow-peer backoff with one recovery probe), [`wire`]
+//! (the versioned binary codec, documented in `docs/wire-messages.md`).
 //!
 //! Contract with the shell:
 //! - every `Connect(addr)` is answered by exactly one `PeerUp(addr.id)` (connected, or an
@@ -254,7 +259,8 @@ pub enum Command {
     },
     /// Open (or reuse) a connection; answered by `PeerUp` or `PeerDown`.
     Connect(PeerAddr),
-    /// Close the connection to the peer after flushing the frames queued for it.
+    /// Close the connections to the peer after flushing the frames queued for it, or abandon
+    /// a dial in progress; answered by `PeerDown`.
     Disconnect(NodeId),
     /// Arm a one-shot timer.
     SetTimer {

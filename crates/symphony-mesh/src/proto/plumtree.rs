@@ -736,11 +736,14 @@ impl PlumTree {
         now: Instant,
         out: &mut Outbox,
     ) -> bool {
-        let neighbors: Vec<(NodeId, bool)> = self
-            .neighbors
-            .iter()
-            .map(|p| (*p, self.is_healthy_score(p)))
-            .collect();
+        let neighbors: Vec<(NodeId, bool)> = if self.trees.tree(topic, &origin).is_some() {
+            Vec::new()
+        } else {
+            self.neighbors
+                .iter()
+                .map(|p| (*p, self.is_healthy_score(p)))
+                .collect()
+        };
         let Some(pruned) = self.trees.ensure_tree(topic, origin, now, &neighbors) else {
             tracing::warn!(topic = %topic, max = self.config.max_topics, "topic refused: limit reached");
             return false;

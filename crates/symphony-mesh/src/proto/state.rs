@@ -125,8 +125,8 @@ impl State {
                 self.peers.entry(peer).or_default().send_timeouts += 1;
                 self.pubsub.on_send_timeout(peer, now);
             }
-            Event::SendSucceeded { peer, .. } => {
-                self.peers.entry(peer).or_default().send_successes += 1;
+            Event::SendSucceeded { peer, latency } => {
+                self.peers.entry(peer).or_default().send_succeeded(latency);
                 self.pubsub.on_send_success(peer);
             }
         }
@@ -186,6 +186,7 @@ impl State {
                     duplicates: t.duplicates,
                     send_successes: t.send_successes,
                     send_timeouts: t.send_timeouts,
+                    send_latency_ms: t.send_latency_ms,
                     score: self.pubsub.score(id),
                 };
                 (*id, stats)
@@ -316,6 +317,12 @@ mod tests {
             Command::Send { to, message: Message::Gossip(GossipMessage::Gossip { .. }), .. } if *to == peer
         )));
         let _ = state.handle(Event::SendTimedOut(peer), now).count();
+        for ms in [10, 20] {
+            let latency = Duration::from_millis(ms);
+            let _ = state
+                .handle(Event::SendSucceeded { peer, latency }, now)
+                .count();
+        }
 
         let stats = state.stats(now);
         assert_eq!(stats.active_view, vec![peer]);
@@ -323,6 +330,7 @@ mod tests {
         assert_eq!(stats.messages.sent[&MessageKind::Gossip], 1);
         assert_eq!(stats.messages.received[&MessageKind::Neighbor], 1);
         assert_eq!(stats.peers[&peer].send_timeouts, 1);
+        assert!((stats.peers[&peer].send_latency_ms - 11.0).abs() < 1e-9);
         assert_eq!(stats.cooled.len(), 1);
         assert_eq!(stats.topics[0].eager_in[&peer], 1);
         let json = serde_json::to_value(&stats).unwrap();

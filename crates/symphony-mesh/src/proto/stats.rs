@@ -85,6 +85,9 @@ pub struct PeerStats {
     pub send_successes: u64,
     /// Sends reported timed out.
     pub send_timeouts: u64,
+    /// Exponentially weighted mean of reported send latencies (weight 0.1 per sample), in
+    /// milliseconds; 0 before the first sample.
+    pub send_latency_ms: f64,
     /// Current decayed score (`score` module).
     pub score: f64,
 }
@@ -207,4 +210,17 @@ pub(crate) struct PeerTally {
     pub duplicates: u64,
     pub send_successes: u64,
     pub send_timeouts: u64,
+    pub send_latency_ms: f64,
+}
+
+impl PeerTally {
+    pub fn send_succeeded(&mut self, latency: std::time::Duration) {
+        let sample = latency.as_secs_f64() * 1000.0;
+        self.send_latency_ms = if self.send_successes == 0 {
+            sample
+        } else {
+            0.9 * self.send_latency_ms + 0.1 * sample
+        };
+        self.send_successes += 1;
+    }
 }

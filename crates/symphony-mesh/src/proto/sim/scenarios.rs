@@ -192,6 +192,44 @@ fn hundred_nodes_deliver_every_message_from_random_publishers() {
 }
 
 #[test]
+fn twenty_nodes_at_250_messages_per_second_keep_their_trees() {
+    let n = 20;
+    let mut sim = swarm(SimConfig::new(9), n);
+    sim.run_for(20 * SECOND);
+    let mut rng = StdRng::seed_from_u64(99);
+    let mut log = Vec::new();
+    for _ in 0..2500 {
+        publish(&mut sim, rng.random_range(0..n), "load", &mut log);
+        sim.run_for(Duration::from_millis(4));
+    }
+    sim.run_for(5 * SECOND);
+    let steady = &log[500..];
+    let lat = latencies(&sim, steady);
+    let (max_hops, mean_hops) = hops(&sim, steady);
+    let grafts: u64 = (0..n)
+        .map(|i| {
+            let stats = sim.nodes[i].state.stats(sim_now(&sim));
+            stats
+                .messages
+                .sent
+                .get(&crate::proto::MessageKind::Graft)
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum();
+    println!(
+        "{n} nodes, 2500 msgs at 250 msg/s from random publishers: RMR first 500 {:.3}, last 2000 \
+         {:.3}; last 2000: latency p50 {:?} p99 {:?}, max hops {max_hops}, mean hops {mean_hops:.2}; \
+         {grafts} grafts in all",
+        rmr(&sim, &log[..500]),
+        rmr(&sim, steady),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+    );
+    assert_eq!(undelivered(&sim, &log), vec![]);
+}
+
+#[test]
 fn killing_5_of_20_mid_stream_still_delivers_to_live_nodes() {
     let mut sim = swarm(SimConfig::new(2), 20);
     sim.run_for(20 * SECOND);
