@@ -5,7 +5,7 @@
 //! - **Eager and lazy peers** (§3.1): in every tree, each neighbour is either *eager* (gets
 //!   full payloads pushed) or *lazy* (gets batched IHAVE announcements). A tree starts with
 //!   every neighbour eager, so an origin's first message floods and its tree forms by pruning.
-//! - **One tree per origin** (§3.7, multiple senders): see [`trees`]. A tree shared by all
+//! - **One tree per origin** (§3.7, multiple senders): see the `trees` submodule. A tree shared by all
 //!   senders is cut in several places by concurrent messages from different origins and never
 //!   settles under load; per-origin trees settle like a single sender's.
 //! - **PRUNE on duplicates** (§3.1): a payload that arrives twice is a cycle; the receiver
