@@ -4,6 +4,7 @@
 pub mod frame;
 pub mod identity;
 pub mod node_id;
+pub mod proto;
 pub mod tls;
 pub mod transport;
 pub mod trust;
