@@ -464,6 +464,21 @@ impl Scheduler {
         }
     }
 
+    /// Requeues a due retry whose candidate poll failed: attempt + 1, error
+    /// `retry poll failed` (SPEC §16.6). No-op for an issue without a retry.
+    pub fn retry_poll_failed(&mut self, id: &str, now: Instant) {
+        if let Some(retry) = self.retries.remove(id) {
+            self.queue_retry(
+                id,
+                retry.identifier,
+                retry.attempt + 1,
+                RetryKind::Failure,
+                Some("retry poll failed".into()),
+                now,
+            );
+        }
+    }
+
     /// Releases an issue's claim and any retry (it left the active states, or its run was
     /// stopped for good).
     pub fn release(&mut self, id: &str) {
@@ -624,6 +639,9 @@ mod tests {
             Some("no available orchestrator slots")
         );
         assert_eq!(requeued.attempt, 2);
+        s.retry_poll_failed("B", due);
+        assert_eq!(s.retries()["B"].attempt, 3);
+        assert_eq!(s.retries()["B"].error.as_deref(), Some("retry poll failed"));
         assert_eq!(s.retry_fired("B", None, due), RetryDecision::Released);
         assert!(!s.is_claimed("B"));
     }
