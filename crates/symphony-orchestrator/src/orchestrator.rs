@@ -63,9 +63,11 @@ pub struct RunOptions {
     pub once: bool,
     /// `--port`: overrides `server.port` (SPEC §13.7); `0` binds an ephemeral port.
     pub port: Option<u16>,
-    /// A directory put first on agents' and hooks' `PATH` — the running `symphony` binary's,
-    /// so agents can run `symphony issues handoff`.
-    pub bin_dir: Option<PathBuf>,
+    /// The running `symphony` binary: given to hooks and agents as `SYMPHONY_BIN`, and its
+    /// directory put first on their `PATH`, so agents can run `symphony issues handoff`.
+    /// (`bash -lc` login shells may reset `PATH` from the system profile; `$SYMPHONY_BIN`
+    /// always works.)
+    pub symphony_bin: Option<PathBuf>,
 }
 
 /// Why the service did not start. [`StartError::kind`] gives the stable class.
@@ -125,8 +127,20 @@ impl RunSummary {
 pub struct Service {
     http_addr: Option<SocketAddr>,
     api: mpsc::Sender<ApiRequest>,
-    shutdown: watch::Sender<bool>,
+    shutdown: ShutdownHandle,
     task: tokio::task::JoinHandle<RunSummary>,
+}
+
+/// Asks a [`Service`] to stop; cheap to clone and send to a signal handler.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    /// Asks the service to stop: workers are stopped (their `after_run` hooks run, their
+    /// claims are released) and [`Service::wait`] then returns. Idempotent.
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
 }
 
 impl Service {
@@ -140,10 +154,14 @@ impl Service {
         self.api.clone()
     }
 
-    /// Asks the service to stop: workers are stopped (their `after_run` hooks run, their
-    /// claims are released) and [`Service::wait`] then returns.
+    /// Asks the service to stop ([`ShutdownHandle::shutdown`]).
     pub fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.shutdown();
+    }
+
+    /// A handle that stops the service from elsewhere (a signal handler).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
     }
 
     /// Waits for the service to end (`--once` done, or shut down).
@@ -237,7 +255,7 @@ pub async fn start(store: WorkflowStore, options: RunOptions) -> Result<Service,
     Ok(Service {
         http_addr,
         api: api_tx,
-        shutdown,
+        shutdown: ShutdownHandle(Arc::new(shutdown)),
         task: tokio::spawn(actor.run()),
     })
 }
@@ -687,9 +705,12 @@ impl Actor {
                 definition.path.display().to_string(),
             ),
         ];
-        if let Some(dir) = &self.options.bin_dir {
-            let path = std::env::var("PATH").unwrap_or_default();
-            env.push(("PATH".to_string(), format!("{}:{path}", dir.display())));
+        if let Some(bin) = &self.options.symphony_bin {
+            env.push(("SYMPHONY_BIN".to_string(), bin.display().to_string()));
+            if let Some(dir) = bin.parent() {
+                let path = std::env::var("PATH").unwrap_or_default();
+                env.push(("PATH".to_string(), format!("{}:{path}", dir.display())));
+            }
         }
         env
     }
