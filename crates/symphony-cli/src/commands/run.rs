@@ -81,7 +81,10 @@ async fn serve(args: RunArgs) -> ExitCode {
     let tracker_path = store.current().config.tracker.path.clone();
     let state_dir = Store::new(&tracker_path).state_dir().to_path_buf();
     if let Err(e) = std::fs::create_dir_all(&state_dir) {
-        let message = format!("{}: cannot create the state directory: {e}", state_dir.display());
+        let message = format!(
+            "{}: cannot create the state directory: {e}",
+            state_dir.display()
+        );
         return startup_failure("node_identity_unavailable", &message);
     }
     let identity = match Identity::load_or_create(&state_dir.join("node.key")) {

@@ -34,16 +34,19 @@ pub fn init(format: LogFormat, level: Option<&str>, file: Option<&Path>) -> anyh
             .with_context(|| format!("--log-level {level:?} is not a valid log filter"))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let file_sink = file.and_then(|path| match File::options().create(true).append(true).open(path) {
-        Ok(file) => Some(FileSink::new(path, file)),
-        Err(e) => {
-            warn(&format!(
-                "warning: --log-file {}: cannot open ({e}); logging to stderr only",
-                path.display()
-            ));
-            None
-        }
-    });
+    let file_sink =
+        file.and_then(
+            |path| match File::options().create(true).append(true).open(path) {
+                Ok(file) => Some(FileSink::new(path, file)),
+                Err(e) => {
+                    warn(&format!(
+                        "warning: --log-file {}: cannot open ({e}); logging to stderr only",
+                        path.display()
+                    ));
+                    None
+                }
+            },
+        );
     tracing_subscriber::registry()
         .with(filter)
         .with(layer(format, || Quiet(io::stderr())))
