@@ -203,7 +203,7 @@ pub async fn start(store: WorkflowStore, options: RunOptions) -> Result<Service,
         node = %options.node_id,
         "symphony starting"
     );
-    startup_cleanup(&tracker, &workflow).await;
+    startup_cleanup(&tracker, &workflow, &options).await;
     recover_claims(&tracker, &TrackerSettings::of(&workflow.config)).await;
     let (api_tx, api_rx) = mpsc::channel(API_QUEUE);
     let (http_stop, http_stop_rx) = watch::channel(false);
@@ -260,8 +260,41 @@ pub async fn start(store: WorkflowStore, options: RunOptions) -> Result<Service,
     })
 }
 
+/// Environment added for hooks and agents (docs/runners.md): `SYMPHONY_ISSUES_FILE`,
+/// `SYMPHONY_REPO_ROOT`, `SYMPHONY_WORKFLOW`, and with a known binary `SYMPHONY_BIN` and
+/// `PATH` with its directory first.
+fn worker_env(
+    workflow: &Workflow,
+    tracker: &GitIssues,
+    options: &RunOptions,
+) -> Vec<(String, String)> {
+    let definition = &workflow.definition;
+    let mut env = vec![
+        (
+            "SYMPHONY_ISSUES_FILE".to_string(),
+            tracker.path().display().to_string(),
+        ),
+        (
+            "SYMPHONY_REPO_ROOT".to_string(),
+            definition.dir().display().to_string(),
+        ),
+        (
+            "SYMPHONY_WORKFLOW".to_string(),
+            definition.path.display().to_string(),
+        ),
+    ];
+    if let Some(bin) = &options.symphony_bin {
+        env.push(("SYMPHONY_BIN".to_string(), bin.display().to_string()));
+        if let Some(dir) = bin.parent() {
+            let path = std::env::var("PATH").unwrap_or_default();
+            env.push(("PATH".to_string(), format!("{}:{path}", dir.display())));
+        }
+    }
+    env
+}
+
 /// SPEC §8.6: removes the workspaces of terminal issues; failures are warnings.
-async fn startup_cleanup(tracker: &Arc<GitIssues>, workflow: &Workflow) {
+async fn startup_cleanup(tracker: &Arc<GitIssues>, workflow: &Workflow, options: &RunOptions) {
     let terminal = workflow.config.tracker.terminal_states.clone();
     let issues = match tracker
         .blocking(move |t| t.fetch_issues_by_states(&terminal))
@@ -278,8 +311,9 @@ async fn startup_cleanup(tracker: &Arc<GitIssues>, workflow: &Workflow) {
     if !manager.root().is_dir() {
         return;
     }
+    let env = worker_env(workflow, tracker, options);
     for issue in issues {
-        match manager.remove(&issue.identifier, &config.hooks, &[]).await {
+        match manager.remove(&issue.identifier, &config.hooks, &env).await {
             Ok(removed) if removed.removed => tracing::info!(
                 issue_id = %issue.id,
                 issue_identifier = %issue.identifier,
@@ -688,31 +722,8 @@ impl Actor {
         );
     }
 
-    /// Environment added for hooks and agents (docs/runners.md).
     fn worker_env(&self) -> Vec<(String, String)> {
-        let definition = &self.workflow.definition;
-        let mut env = vec![
-            (
-                "SYMPHONY_ISSUES_FILE".to_string(),
-                self.tracker.path().display().to_string(),
-            ),
-            (
-                "SYMPHONY_REPO_ROOT".to_string(),
-                definition.dir().display().to_string(),
-            ),
-            (
-                "SYMPHONY_WORKFLOW".to_string(),
-                definition.path.display().to_string(),
-            ),
-        ];
-        if let Some(bin) = &self.options.symphony_bin {
-            env.push(("SYMPHONY_BIN".to_string(), bin.display().to_string()));
-            if let Some(dir) = bin.parent() {
-                let path = std::env::var("PATH").unwrap_or_default();
-                env.push(("PATH".to_string(), format!("{}:{path}", dir.display())));
-            }
-        }
-        env
+        worker_env(&self.workflow, &self.tracker, &self.options)
     }
 
     /// Refreshes the heartbeat of every running claim; a claim another node took stops its

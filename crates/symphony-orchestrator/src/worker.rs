@@ -478,23 +478,21 @@ impl Worker {
         let session_id = self.report.session_id.as_deref().unwrap_or("");
         match &self.report.outcome {
             AttemptOutcome::Failed { kind, message } => tracing::warn!(
-                session_id,
-                outcome,
+                session_id = %session_id,
+                outcome = %outcome,
                 error_kind = %kind,
                 error = %message,
                 "attempt failed"
             ),
-            AttemptOutcome::Stopped(reason) => {
-                tracing::info!(
-                    session_id,
-                    outcome,
-                    reason = reason.as_str(),
-                    "attempt stopped"
-                );
-            }
+            AttemptOutcome::Stopped(reason) => tracing::info!(
+                session_id = %session_id,
+                outcome = %outcome,
+                reason = %reason.as_str(),
+                "attempt stopped"
+            ),
             _ => tracing::info!(
-                session_id,
-                outcome,
+                session_id = %session_id,
+                outcome = %outcome,
                 turns = self.report.turns,
                 "attempt completed"
             ),
@@ -516,7 +514,7 @@ impl Worker {
             str::to_string,
         );
         if self.report.session_id.as_deref() != Some(session.as_str()) {
-            tracing::Span::current().record("session_id", session.as_str());
+            tracing::Span::current().record("session_id", tracing::field::display(&session));
             tracing::info!(session_id = %session, "agent session identified");
             self.report.session_id = Some(session);
         }
