@@ -58,7 +58,7 @@ number=$((10#${ident##*-}))
 if (( number % 2 == 1 )) && "$symphony" issues handoff --help >/dev/null 2>&1; then
   "$symphony" issues handoff "$id" --workflow "$SYMPHONY_WORKFLOW" \
     --summary "$summary" \
-    --file "$files" \
+    --changed "$files" \
     --validation "$diff_check:git diff --check HEAD~1 HEAD" \
     --validation "$syntax_check:bash -n agent.sh" \
     --follow-up "Implement the issue itself; the note only restates it."

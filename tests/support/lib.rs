@@ -148,12 +148,16 @@ pub fn workflow(front_matter: &str) -> String {
 }
 
 /// A scratch git repository: `issues/issues.jsonl`, `WORKFLOW.md`, a `.gitignore` for
-/// `.symphony/`, committed.
+/// `.symphony/`, committed; and an empty home directory for the processes it runs.
 pub struct Repo {
     /// Keeps the directory alive.
     pub dir: tempfile::TempDir,
     /// The repository root (canonical).
     pub root: PathBuf,
+    /// `HOME` of every `symphony` process the tests start: hooks and agents run in
+    /// `bash -lc` login shells, and the host user's profile (version managers, shims with
+    /// lock files) must neither slow them down nor be left locked by a killed agent.
+    pub home: tempfile::TempDir,
 }
 
 impl Repo {
@@ -161,7 +165,11 @@ impl Repo {
     pub fn new(issues: &str, workflow: &str) -> Repo {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
-        let repo = Repo { dir, root };
+        let repo = Repo {
+            dir,
+            root,
+            home: tempfile::tempdir().unwrap(),
+        };
         repo.write("issues/issues.jsonl", issues);
         repo.write("WORKFLOW.md", workflow);
         repo.write(".gitignore", ".symphony/\nworkspaces/\nmarkers/\n");
@@ -238,7 +246,9 @@ impl Repo {
     /// A command running the `symphony` binary in the repository.
     pub fn symphony(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(symphony_bin());
-        cmd.args(args).current_dir(&self.root);
+        cmd.args(args)
+            .current_dir(&self.root)
+            .env("HOME", self.home.path());
         cmd
     }
 

@@ -53,6 +53,10 @@ use crate::workspace::WorkspaceManager;
 const EVENT_QUEUE: usize = 1024;
 /// API requests buffered for the orchestrator task.
 const API_QUEUE: usize = 64;
+/// How long the workflow file must be left alone before it is re-read: a change is applied
+/// this long after the last write event, so a file caught between truncation and the end of
+/// a write is never taken for the new workflow (an empty file is a valid one).
+pub const RELOAD_SETTLE: Duration = Duration::from_millis(100);
 
 /// How to run the service.
 #[derive(Debug, Clone, Default)]
@@ -241,6 +245,7 @@ pub async fn start(store: WorkflowStore, options: RunOptions) -> Result<Service,
         api_rx,
         reload_rx,
         _watcher: watcher,
+        reload_due: None,
         shutdown_rx,
         http_stop,
         next_tick: now,
@@ -404,6 +409,7 @@ struct Actor {
     api_rx: mpsc::Receiver<ApiRequest>,
     reload_rx: Option<mpsc::Receiver<()>>,
     _watcher: Option<WorkflowWatcher>,
+    reload_due: Option<Instant>,
     shutdown_rx: watch::Receiver<bool>,
     http_stop: watch::Sender<bool>,
     next_tick: Instant,
@@ -442,7 +448,13 @@ impl Actor {
                     self.on_exit(joined).await;
                 }
                 Some(_) = self.cleanups.join_next(), if !self.cleanups.is_empty() => {}
-                Some(()) = reload_signal(&mut self.reload_rx) => self.reload(),
+                Some(()) = reload_signal(&mut self.reload_rx) => {
+                    self.reload_due = Some(Instant::now() + RELOAD_SETTLE);
+                }
+                () = sleep_until(self.reload_due.unwrap_or(self.next_tick)), if self.reload_due.is_some() => {
+                    self.reload_due = None;
+                    self.reload();
+                }
                 Some(request) = self.api_rx.recv() => self.on_api(request),
                 Ok(()) = self.shutdown_rx.changed(), if !self.stopping_all => {
                     if *self.shutdown_rx.borrow_and_update() {
@@ -476,7 +488,11 @@ impl Actor {
     /// SPEC §16.2.
     async fn tick(&mut self) {
         self.refresh_pending = false;
-        self.reload();
+        // The defensive re-check (SPEC §6.2: watch events can be missed), unless a change is
+        // being written right now: the watch or the next tick applies it once it settles.
+        if self.reload_due.is_none() && self.workflow_settled() {
+            self.reload();
+        }
         self.reconcile().await;
         let once_done = self.options.once && self.ticked;
         let dispatch = !(self.stopping_all || once_done);
@@ -495,6 +511,16 @@ impl Actor {
         self.ticked = true;
         self.next_tick =
             Instant::now() + Duration::from_millis(self.workflow.config.polling.interval_ms);
+    }
+
+    /// Whether the workflow file was last modified at least [`RELOAD_SETTLE`] ago (or its
+    /// age is unknown).
+    fn workflow_settled(&self) -> bool {
+        std::fs::metadata(self.store.path())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_none_or(|age| age >= RELOAD_SETTLE)
     }
 
     /// Applies a changed workflow file, or keeps the last good one (SPEC §6.2).

@@ -570,8 +570,12 @@ fn manifest_error(outcome: &AttemptOutcome) -> Option<ManifestError> {
             kind: kind.clone(),
             message: message.clone(),
         }),
+        // A stall is the same failure whether the runner or the orchestrator noticed it.
         AttemptOutcome::Stopped(reason) => Some(ManifestError {
-            kind: "stopped".into(),
+            kind: match reason {
+                Stop::Stalled => "stalled".into(),
+                _ => "stopped".into(),
+            },
             message: format!("stopped by the orchestrator: {}", reason.as_str()),
         }),
         _ => None,
