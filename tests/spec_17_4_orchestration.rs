@@ -514,3 +514,65 @@ fn spec_17_4_restart_recovery_resumes_live_claims_and_releases_stale_ones() {
         "another node's live claim is untouched"
     );
 }
+
+#[test]
+fn claims_heartbeat_while_the_agent_runs_and_never_commit() {
+    let repo = Repo::new(
+        &issues_text(&[IssueSpec::todo("E-1")]),
+        &front(BUSY, "claims:\n  ttl_ms: 400"),
+    );
+    let daemon = Daemon::start(&repo, &[]);
+    wait_pid(&repo, "E-1");
+    let first = repo.record("E-1");
+    let claim = first["claim"].clone();
+    assert_eq!(claim["node"], daemon.state()["node"]);
+    assert_eq!(first["shard"]["claim_ttl_ms"], 400);
+    let refreshed = wait_for(LIMIT, "a newer heartbeat", || {
+        let record = repo.record("E-1");
+        (record["claim"]["heartbeat_at"] != claim["heartbeat_at"]).then_some(record)
+    });
+    assert_eq!(refreshed["claim"]["claimed_at"], claim["claimed_at"]);
+    assert_eq!(
+        refreshed["updated_at"], first["updated_at"],
+        "liveness is not a change"
+    );
+    let (status, _) = daemon.stop();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        repo.git(&["log", "--oneline"]).lines().count(),
+        1,
+        "no commits"
+    );
+}
+
+#[test]
+fn a_claim_taken_by_another_node_stops_the_agent() {
+    let repo = Repo::new(
+        &issues_text(&[IssueSpec::todo("G-1")]),
+        &front(BUSY, "claims:\n  ttl_ms: 400"),
+    );
+    let run = std::thread::spawn({
+        let cmd = repo.symphony(&["run", "--once", "WORKFLOW.md"]);
+        move || run_bounded(cmd, LIMIT)
+    });
+    let pid = wait_pid(&repo, "G-1");
+    Store::new(repo.issues_path())
+        .transact(|tx| {
+            tx.modify("G-1", |record| {
+                record["claim"]["node"] = Value::from("intruder");
+                Ok(())
+            })
+        })
+        .unwrap();
+    let out = run.join().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("stopped: claim_lost"), "{stdout}");
+    assert!(text(&out.stderr).contains("claim lost to another node"));
+    assert!(!alive(pid));
+    assert_eq!(
+        repo.record("G-1")["claim"]["node"],
+        "intruder",
+        "its claim is left alone"
+    );
+}

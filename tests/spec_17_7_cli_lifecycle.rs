@@ -141,3 +141,38 @@ fn spec_17_7_sigterm_stops_workers_releases_claims_and_exits_0() {
     );
     assert!(logs.contains("shutting down"), "{logs}");
 }
+
+#[test]
+fn spec_17_7_server_port_in_the_workflow_enables_the_api_and_the_flag_overrides_it() {
+    let busy = "polling:\n  interval_ms: 200\nworkspace:\n  root: workspaces\nrunner:\n  kind: shell\n  command: exit 0";
+    let repo = Repo::new(
+        &issues_text(&[IssueSpec::todo("T-1").state("review")]),
+        &workflow(&format!("{busy}\nserver:\n  port: 0")),
+    );
+    let daemon = Daemon::spawn(&repo, &["run"]);
+    let (status, body) = daemon.get("/api/v1/state");
+    assert_eq!(status, 200);
+    assert_eq!(body["counts"]["running"], 0);
+    let (status, _) = daemon.stop();
+    assert_eq!(status.code(), Some(0));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    repo.write(
+        "WORKFLOW.md",
+        &workflow(&format!("{busy}\nserver:\n  port: {port}")),
+    );
+    let daemon = Daemon::spawn(&repo, &["run", "--port", "0"]);
+    assert_ne!(daemon.port, port, "--port overrides server.port");
+    let (status, _) = daemon.stop();
+    assert_eq!(status.code(), Some(0));
+    let out = run_bounded(repo.symphony(&["run"]), LIMIT);
+    assert_eq!(out.status.code(), Some(2), "the workflow's port is taken");
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "error: http_bind_failed: 127.0.0.1:{port}: cannot listen"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -297,8 +297,7 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
             break status;
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            terminate(&mut child);
             panic!(
                 "{cmd:?} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
                 stdout.lock().unwrap(),
@@ -355,8 +354,13 @@ impl Daemon {
     pub fn start(repo: &Repo, extra: &[&str]) -> Daemon {
         let mut args = vec!["run", "WORKFLOW.md", "--port", "0"];
         args.extend_from_slice(extra);
+        Daemon::spawn(repo, &args)
+    }
+
+    /// Starts `symphony <args>` in `repo` and waits (10 s) for the API address on stdout.
+    pub fn spawn(repo: &Repo, args: &[&str]) -> Daemon {
         let mut child = repo
-            .symphony(&args)
+            .symphony(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -423,9 +427,28 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
+}
+
+/// Stops a `symphony` process that is still running: SIGTERM first, so it stops its agents'
+/// process groups (a SIGKILLed orchestrator would orphan them), SIGKILL after 10 s.
+fn terminate(child: &mut Child) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// One HTTP/1.1 request to 127.0.0.1:`port` with `Connection: close`; 5 s timeouts.

@@ -80,6 +80,20 @@ pub async fn serve(
 
 /// The routes, over the orchestrator's request channel.
 pub fn router(api: mpsc::Sender<ApiRequest>) -> Router {
+    routes(Api {
+        tx: api,
+        answer_timeout: ANSWER_TIMEOUT,
+    })
+}
+
+/// The state of every handler: the request channel and how long to wait for an answer.
+#[derive(Debug, Clone)]
+struct Api {
+    tx: mpsc::Sender<ApiRequest>,
+    answer_timeout: Duration,
+}
+
+fn routes(api: Api) -> Router {
     Router::new()
         .route("/", get(dashboard).fallback(method_not_allowed_get))
         .route("/api/v1/state", get(state).fallback(method_not_allowed_get))
@@ -126,7 +140,7 @@ async fn not_found() -> Response {
 
 /// Sends a request built around a fresh oneshot and waits (bounded) for the answer.
 async fn ask<T>(
-    api: &mpsc::Sender<ApiRequest>,
+    api: &Api,
     request: impl FnOnce(oneshot::Sender<T>) -> ApiRequest,
 ) -> Result<T, Response> {
     let unavailable = || {
@@ -137,40 +151,38 @@ async fn ask<T>(
         )
     };
     let (tx, rx) = oneshot::channel();
-    match tokio::time::timeout(ANSWER_TIMEOUT, api.send(request(tx))).await {
+    let limit = api.answer_timeout;
+    match tokio::time::timeout(limit, api.tx.send(request(tx))).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => return Err(unavailable()),
-        Err(_) => return Err(timeout()),
+        Err(_) => return Err(timeout(limit)),
     }
-    match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
+    match tokio::time::timeout(limit, rx).await {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(_)) => Err(unavailable()),
-        Err(_) => Err(timeout()),
+        Err(_) => Err(timeout(limit)),
     }
 }
 
-fn timeout() -> Response {
+fn timeout(limit: Duration) -> Response {
     envelope(
         StatusCode::GATEWAY_TIMEOUT,
         "timeout",
         format!(
             "the orchestrator did not answer within {} ms",
-            ANSWER_TIMEOUT.as_millis()
+            limit.as_millis()
         ),
     )
 }
 
-async fn state(State(api): State<mpsc::Sender<ApiRequest>>) -> Response {
+async fn state(State(api): State<Api>) -> Response {
     match ask(&api, ApiRequest::State).await {
         Ok(snapshot) => axum::Json(snapshot).into_response(),
         Err(response) => response,
     }
 }
 
-async fn issue(
-    State(api): State<mpsc::Sender<ApiRequest>>,
-    Path(identifier): Path<String>,
-) -> Response {
+async fn issue(State(api): State<Api>, Path(identifier): Path<String>) -> Response {
     let key = identifier.clone();
     match ask(&api, move |tx| ApiRequest::Issue(key, tx)).await {
         Ok(Some(detail)) => axum::Json(detail).into_response(),
@@ -185,14 +197,14 @@ async fn issue(
     }
 }
 
-async fn refresh(State(api): State<mpsc::Sender<ApiRequest>>) -> Response {
+async fn refresh(State(api): State<Api>) -> Response {
     match ask(&api, ApiRequest::Refresh).await {
         Ok(ack) => (StatusCode::ACCEPTED, axum::Json(ack)).into_response(),
         Err(response) => response,
     }
 }
 
-async fn dashboard(State(api): State<mpsc::Sender<ApiRequest>>) -> Response {
+async fn dashboard(State(api): State<Api>) -> Response {
     match ask(&api, ApiRequest::State).await {
         Ok(snapshot) => Html(render_dashboard(&snapshot)).into_response(),
         Err(response) => response,
@@ -322,5 +334,59 @@ mod tests {
         let html = render_dashboard(&snapshot);
         assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"));
         assert!(!html.contains("<script>"));
+    }
+
+    async fn body(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn spec_17_4_snapshot_timeout_and_unavailable_are_surfaced_as_json_errors() {
+        // An orchestrator that takes requests but never answers: 504 timeout.
+        let (tx, mut rx) = mpsc::channel(4);
+        let api = Api {
+            tx,
+            answer_timeout: Duration::from_millis(50),
+        };
+        let held = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Some(request) = rx.recv().await {
+                kept.push(request);
+            }
+        });
+        let response = ask(&api, ApiRequest::State).await.unwrap_err();
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        let error = body(response).await;
+        assert_eq!(error["error"]["code"], "timeout");
+        assert_eq!(
+            error["error"]["message"],
+            "the orchestrator did not answer within 50 ms"
+        );
+        held.abort();
+
+        // An orchestrator that drops the request: 503 unavailable.
+        let (tx, mut rx) = mpsc::channel(4);
+        let dropper = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let api = Api {
+            tx,
+            answer_timeout: Duration::from_millis(50),
+        };
+        let response = ask(&api, ApiRequest::State).await.unwrap_err();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        dropper.abort();
+
+        // An orchestrator that has stopped: 503 unavailable.
+        let (tx, rx) = mpsc::channel(4);
+        drop(rx);
+        let api = Api {
+            tx,
+            answer_timeout: Duration::from_millis(50),
+        };
+        let response = ask(&api, ApiRequest::State).await.unwrap_err();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body(response).await["error"]["code"], "unavailable");
     }
 }
