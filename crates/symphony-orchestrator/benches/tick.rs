@@ -8,6 +8,9 @@
 //!     `POST /api/v1/refresh` right after the append.
 //!
 //! Run: `cargo bench -p symphony-orchestrator --bench tick`. Medians and p90 over the samples.
+//! Agents start in `bash -lc` login shells, so the host user's profile is part of (b); the
+//! bench prints `bash -lc true` alone for comparison. To measure the orchestrator without it:
+//! `HOME=$(mktemp -d) CARGO_HOME=~/.cargo RUSTUP_HOME=~/.rustup cargo bench …`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
