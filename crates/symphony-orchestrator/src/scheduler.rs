@@ -67,6 +67,8 @@ pub struct Running {
     pub turn_count: u32,
     /// Tokens attributed to this run.
     pub tokens: Tokens,
+    /// Why the orchestrator asked this run to stop, once it has ([`Scheduler::stop`]).
+    pub stopping: Option<Stop>,
     last_reported: Tokens,
 }
 
@@ -103,8 +105,8 @@ pub enum Exit {
     Failed(String),
 }
 
-/// What reconciliation decided for a running issue (SPEC §8.5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why the orchestrator stops a running worker (SPEC §8.5, §7.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
     /// Terminal state: stop the worker and remove the workspace.
     Terminal,
@@ -114,6 +116,49 @@ pub enum Stop {
     Missing,
     /// No agent activity for longer than the stall timeout: stop and retry.
     Stalled,
+    /// Another node holds the claim now (a heartbeat was refused): stop, keep workspace.
+    ClaimLost,
+    /// The service is shutting down: stop, keep workspace, no retry.
+    Shutdown,
+}
+
+impl Stop {
+    /// Stable snake_case name for logs and the API (`terminal`, `inactive`, `missing`,
+    /// `stalled`, `claim_lost`, `shutdown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stop::Terminal => "terminal",
+            Stop::Inactive => "inactive",
+            Stop::Missing => "missing",
+            Stop::Stalled => "stalled",
+            Stop::ClaimLost => "claim_lost",
+            Stop::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// What the tracker says now about a running issue (SPEC §8.5 part B); an issue absent from
+/// the tracker is [`Stop::Missing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// Active, in this state: keep running, refresh the state.
+    Active(String),
+    /// In a terminal state.
+    Terminal,
+    /// Neither active nor terminal, and not handed off by this run.
+    Inactive,
+    /// In a review state with a handoff newer than the run's start: this run's agent handed
+    /// off, and the worker ends on its own once the turn is over.
+    HandedOff,
+}
+
+/// What became of a run whose worker exited ([`Scheduler::exited`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// A retry is queued (continuation or failure backoff).
+    Retry(Retry),
+    /// The orchestrator had stopped it for this reason: its claim is released, no retry.
+    Released(Stop),
 }
 
 /// Decision on a retry whose timer fired (SPEC §16.6 `on_retry_timer`).
@@ -254,6 +299,7 @@ impl Scheduler {
                 session_id: None,
                 turn_count: 0,
                 tokens: Tokens::default(),
+                stopping: None,
                 last_reported: Tokens::default(),
             },
         );
@@ -300,12 +346,36 @@ impl Scheduler {
         }
     }
 
-    /// Records a worker's exit and queues its retry: a continuation after
-    /// [`CONTINUATION_DELAY`] when normal, exponential backoff when failed (SPEC §16.6).
-    /// Returns the queued retry, or `None` for an issue that was not running.
-    pub fn exited(&mut self, id: &str, exit: Exit, now: Instant) -> Option<&Retry> {
+    /// Asks a running worker to stop for `reason`. Returns false when the issue is not
+    /// running or already stopping (the first reason stands). A stopping run is skipped by
+    /// [`Scheduler::stalled`] and [`Scheduler::reconcile`] until its worker exits.
+    pub fn stop(&mut self, id: &str, reason: Stop) -> bool {
+        match self.running.get_mut(id) {
+            Some(run) if run.stopping.is_none() => {
+                run.stopping = Some(reason);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records a worker's exit (SPEC §16.6). A run the orchestrator stopped is released
+    /// ([`Ended::Released`]) — except a stalled one, which backs off like a failure (SPEC §8.5
+    /// part A). Otherwise a continuation retry follows [`CONTINUATION_DELAY`] after a normal
+    /// exit and an exponential backoff after a failure. `None` for an issue that was not
+    /// running.
+    pub fn exited(&mut self, id: &str, exit: Exit, now: Instant) -> Option<Ended> {
         let run = self.running.remove(id)?;
         self.ended_runtime += now.saturating_duration_since(run.started_at);
+        let exit = match (run.stopping, exit) {
+            (Some(Stop::Stalled), Exit::Failed(reason)) => Exit::Failed(reason),
+            (Some(Stop::Stalled), Exit::Normal) => Exit::Failed("stalled".into()),
+            (Some(reason), _) => {
+                self.release(id);
+                return Some(Ended::Released(reason));
+            }
+            (None, exit) => exit,
+        };
         let (attempt, kind, error) = match exit {
             Exit::Normal => {
                 self.completed.insert(id.to_string());
@@ -317,7 +387,8 @@ impl Scheduler {
                 Some(reason),
             ),
         };
-        Some(self.queue_retry(id, run.identifier, attempt, kind, error, now))
+        let retry = self.queue_retry(id, run.identifier, attempt, kind, error, now);
+        Some(Ended::Retry(retry.clone()))
     }
 
     fn queue_retry(
@@ -393,6 +464,21 @@ impl Scheduler {
         }
     }
 
+    /// Requeues a due retry whose candidate poll failed: attempt + 1, error
+    /// `retry poll failed` (SPEC §16.6). No-op for an issue without a retry.
+    pub fn retry_poll_failed(&mut self, id: &str, now: Instant) {
+        if let Some(retry) = self.retries.remove(id) {
+            self.queue_retry(
+                id,
+                retry.identifier,
+                retry.attempt + 1,
+                RetryKind::Failure,
+                Some("retry poll failed".into()),
+                now,
+            );
+        }
+    }
+
     /// Releases an issue's claim and any retry (it left the active states, or its run was
     /// stopped for good).
     pub fn release(&mut self, id: &str) {
@@ -400,14 +486,15 @@ impl Scheduler {
         self.claimed.remove(id);
     }
 
-    /// Running issues with no agent event (or start) for longer than `stall_timeout`;
-    /// `None` disables stall detection (SPEC §8.5 part A).
+    /// Running issues not already stopping with no agent event (or start) for longer than
+    /// `stall_timeout`; `None` disables stall detection (SPEC §8.5 part A).
     pub fn stalled(&self, now: Instant, stall_timeout: Option<Duration>) -> Vec<String> {
         let Some(limit) = stall_timeout else {
             return Vec::new();
         };
         self.running
             .iter()
+            .filter(|(_, r)| r.stopping.is_none())
             .filter(|(_, r)| {
                 let since = r.last_event_at.unwrap_or(r.started_at);
                 now.saturating_duration_since(since) > limit
@@ -416,21 +503,21 @@ impl Scheduler {
             .collect()
     }
 
-    /// Decides, from the tracker's current states of running issues, which runs to stop
-    /// (SPEC §8.5 part B); active ones get their state refreshed. `is_active` and
-    /// `is_terminal` classify states; a running id absent from `states` is missing.
-    pub fn reconcile(
-        &mut self,
-        states: &HashMap<String, String>,
-        is_active: impl Fn(&str) -> bool,
-        is_terminal: impl Fn(&str) -> bool,
-    ) -> Vec<(String, Stop)> {
+    /// Decides, from what the tracker says now about running issues, which runs to stop
+    /// (SPEC §8.5 part B); active ones get their state refreshed, handed-off ones are left to
+    /// finish. A running id absent from `observed` is missing. Runs already stopping are
+    /// skipped. The caller stops each returned run with [`Scheduler::stop`].
+    pub fn reconcile(&mut self, observed: &HashMap<String, Observed>) -> Vec<(String, Stop)> {
         let mut stops = Vec::new();
         for (id, run) in &mut self.running {
-            match states.get(id) {
-                Some(state) if is_terminal(state) => stops.push((id.clone(), Stop::Terminal)),
-                Some(state) if is_active(state) => run.state = state.clone(),
-                Some(_) => stops.push((id.clone(), Stop::Inactive)),
+            if run.stopping.is_some() {
+                continue;
+            }
+            match observed.get(id) {
+                Some(Observed::Terminal) => stops.push((id.clone(), Stop::Terminal)),
+                Some(Observed::Active(state)) => run.state = state.clone(),
+                Some(Observed::HandedOff) => {}
+                Some(Observed::Inactive) => stops.push((id.clone(), Stop::Inactive)),
                 None => stops.push((id.clone(), Stop::Missing)),
             }
         }
@@ -513,7 +600,9 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Scheduler::new(limits(2, &[]));
         s.dispatched(&candidate("A", "todo"), None, t0);
-        let retry = s.exited("A", Exit::Normal, t0).unwrap().clone();
+        let Some(Ended::Retry(retry)) = s.exited("A", Exit::Normal, t0) else {
+            panic!("continuation expected")
+        };
         assert_eq!((retry.attempt, retry.due_at - t0), (1, CONTINUATION_DELAY));
         assert!(s.is_claimed("A"));
         assert_eq!(
@@ -521,10 +610,9 @@ mod tests {
             RetryDecision::Dispatch { attempt: 1 }
         );
         s.dispatched(&candidate("A", "todo"), Some(1), t0);
-        let retry = s
-            .exited("A", Exit::Failed("crash".into()), t0)
-            .unwrap()
-            .clone();
+        let Some(Ended::Retry(retry)) = s.exited("A", Exit::Failed("crash".into()), t0) else {
+            panic!("failure retry expected")
+        };
         assert_eq!(
             (retry.attempt, retry.due_at - t0),
             (2, Duration::from_secs(20))
@@ -551,6 +639,9 @@ mod tests {
             Some("no available orchestrator slots")
         );
         assert_eq!(requeued.attempt, 2);
+        s.retry_poll_failed("B", due);
+        assert_eq!(s.retries()["B"].attempt, 3);
+        assert_eq!(s.retries()["B"].error.as_deref(), Some("retry poll failed"));
         assert_eq!(s.retry_fired("B", None, due), RetryDecision::Released);
         assert!(!s.is_claimed("B"));
     }
@@ -581,16 +672,15 @@ mod tests {
         for id in ["A", "B", "C", "D"] {
             s.dispatched(&candidate(id, "todo"), None, t0);
         }
-        let states: HashMap<String, String> =
-            [("A", "done"), ("B", "review"), ("C", "in_progress")]
-                .into_iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect();
-        let stops = s.reconcile(
-            &states,
-            |st| st == "todo" || st == "in_progress",
-            |st| st == "done",
-        );
+        let observed: HashMap<String, Observed> = [
+            ("A", Observed::Terminal),
+            ("B", Observed::Inactive),
+            ("C", Observed::Active("in_progress".into())),
+        ]
+        .into_iter()
+        .map(|(id, o)| (id.to_string(), o))
+        .collect();
+        let stops = s.reconcile(&observed);
         assert_eq!(
             stops,
             [
@@ -640,5 +730,42 @@ mod tests {
         s.exited("A", Exit::Normal, t0 + Duration::from_secs(3));
         let (_, runtime) = s.totals(t0 + Duration::from_secs(5));
         assert_eq!(runtime, Duration::from_secs(8));
+    }
+
+    #[test]
+    fn spec_8_5_reconciliation_is_a_no_op_without_runs_and_leaves_handed_off_runs_alone() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(limits(2, &[]));
+        assert!(s.reconcile(&HashMap::new()).is_empty());
+        s.dispatched(&candidate("A", "todo"), None, t0);
+        let observed = HashMap::from([("A".to_string(), Observed::HandedOff)]);
+        assert!(s.reconcile(&observed).is_empty());
+        assert_eq!(s.running()["A"].state, "todo");
+    }
+
+    #[test]
+    fn stopped_runs_are_released_but_stalled_ones_back_off() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(limits(3, &[]));
+        for id in ["A", "B", "C"] {
+            s.dispatched(&candidate(id, "todo"), None, t0);
+        }
+        assert!(s.stop("A", Stop::Terminal));
+        assert!(!s.stop("A", Stop::Inactive), "the first reason stands");
+        assert!(s.stop("B", Stop::Stalled));
+        let later = t0 + Duration::from_secs(600);
+        assert_eq!(s.stalled(later, Some(Duration::from_secs(1))), ["C"]);
+        assert!(s.reconcile(&HashMap::new()).iter().all(|(id, _)| id == "C"));
+        assert_eq!(
+            s.exited("A", Exit::Normal, t0),
+            Some(Ended::Released(Stop::Terminal))
+        );
+        assert!(!s.is_claimed("A"));
+        let Some(Ended::Retry(retry)) = s.exited("B", Exit::Normal, t0) else {
+            panic!("a stalled run retries")
+        };
+        assert_eq!(retry.kind, RetryKind::Failure);
+        assert_eq!(retry.error.as_deref(), Some("stalled"));
+        assert_eq!(retry.due_at - t0, FAILURE_BASE);
     }
 }

@@ -1,9 +1,10 @@
-//! Committing the issues file, and nothing else, to git (`--commit`).
+//! Committing tracker files, and nothing else, to git (`--commit`, and the orchestrator's
+//! handoff commits).
 //!
-//! The commit's tree is HEAD's tree with one blob replaced — the file's current bytes — not
-//! the index: whatever else the user has staged stays staged and out of the commit. The
-//! index entry of the file is then set to the committed blob, so `git status` does not show
-//! the committed change as staged-but-different.
+//! A commit's tree is HEAD's tree with exactly the named paths replaced — their current bytes,
+//! or bytes the caller computed — never the index: whatever else the user has staged stays
+//! staged and out of the commit. The index entries of the committed paths are then set to the
+//! committed blobs, so `git status` does not show the committed change as staged-but-different.
 
 use std::path::{Path, PathBuf};
 
@@ -14,20 +15,54 @@ use crate::error::{Result, TrackerError};
 /// Author and committer used when git config has no `user.name`/`user.email`.
 pub const FALLBACK_SIGNATURE: (&str, &str) = ("Symphony", "symphony@localhost");
 
+/// One path of a [`commit_paths`] commit.
+#[derive(Debug, Clone, Copy)]
+pub enum Staged<'a> {
+    /// The current content of a file, or of every file under a directory (recursively).
+    Current(&'a Path),
+    /// These bytes at this file path (which may differ from the work-tree file).
+    Bytes(&'a Path, &'a [u8]),
+}
+
+impl Staged<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Staged::Current(path) | Staged::Bytes(path, _) => path,
+        }
+    }
+}
+
 /// Commits the current content of `path` on the branch HEAD points to, with `message`, and
 /// returns the new commit's id (40 hex digits). On an unborn branch the commit is the first.
 ///
-/// Errors: [`TrackerError::Io`] when the file cannot be read; [`TrackerError::Git`] when
-/// `path` is not inside a git work tree, a merge or rebase is in progress (committing one
-/// file would abandon it), or libgit2 fails (its message is kept).
+/// Errors: as [`commit_paths`].
 pub fn commit_file(path: &Path, message: &str) -> Result<String> {
+    commit_paths(&[Staged::Current(path)], message)
+}
+
+/// Commits exactly `entries` on the branch HEAD points to: the tree is HEAD's tree with each
+/// entry's file(s) upserted, so nothing else — staged or not — enters the commit. Paths may
+/// be absolute or relative to the process directory; they must all lie in one work tree.
+/// Returns the new commit's id (40 hex digits).
+///
+/// Errors: [`TrackerError::Io`] when a file cannot be read; [`TrackerError::Git`] when a path
+/// is not inside a git work tree, a merge or rebase is in progress (a partial commit would
+/// abandon it), or libgit2 fails (its message is kept, e.g. when another process moved HEAD
+/// during the commit — nothing is committed then and the caller may retry).
+pub fn commit_paths(entries: &[Staged<'_>], message: &str) -> Result<String> {
+    let Some(first) = entries.first() else {
+        return Err(TrackerError::Git {
+            path: PathBuf::new(),
+            message: "nothing to commit".into(),
+        });
+    };
+    let anchor = first.path();
     let git = |message: String| TrackerError::Git {
-        path: path.to_path_buf(),
+        path: anchor.to_path_buf(),
         message,
     };
-    let absolute = std::fs::canonicalize(path).map_err(|e| TrackerError::io(path, e))?;
-    let bytes = std::fs::read(&absolute).map_err(|e| TrackerError::io(path, e))?;
-    let repo = Repository::discover(absolute.parent().unwrap_or(Path::new("/")))
+    let start = std::path::absolute(anchor).map_err(|e| TrackerError::io(anchor, e))?;
+    let repo = Repository::discover(start.parent().unwrap_or(Path::new("/")))
         .map_err(|e| git(format!("not in a git repository ({})", e.message())))?;
     if repo.state() != RepositoryState::Clean {
         return Err(git(format!(
@@ -35,8 +70,89 @@ pub fn commit_file(path: &Path, message: &str) -> Result<String> {
             repo.state()
         )));
     }
+    let mut blobs = Vec::new();
+    for entry in entries {
+        collect(&repo, entry, &mut blobs)?;
+    }
+    commit_blobs(&repo, &blobs, message).map_err(|e| git(e.message().to_string()))
+}
+
+/// The content of `path` in HEAD's tree; `None` on an unborn branch or when HEAD has no
+/// such file.
+///
+/// Errors: [`TrackerError::Git`] when `path` is not inside a git work tree or libgit2 fails.
+pub fn head_content(path: &Path) -> Result<Option<Vec<u8>>> {
+    let git = |message: String| TrackerError::Git {
+        path: path.to_path_buf(),
+        message,
+    };
+    let absolute = absolute_in_tree(path)?;
+    let repo = Repository::discover(absolute.parent().unwrap_or(Path::new("/")))
+        .map_err(|e| git(format!("not in a git repository ({})", e.message())))?;
     let relative = relative_path(&repo, &absolute).map_err(git)?;
-    commit_blob(&repo, &relative, &bytes, message).map_err(|e| git(e.message().to_string()))
+    let tree = match repo.head() {
+        Ok(head) => head
+            .peel_to_tree()
+            .map_err(|e| git(e.message().to_string()))?,
+        Err(e) if e.code() == git2::ErrorCode::UnbornBranch => return Ok(None),
+        Err(e) => return Err(git(e.message().to_string())),
+    };
+    let Ok(entry) = tree.get_path(&relative) else {
+        return Ok(None);
+    };
+    let blob = repo
+        .find_blob(entry.id())
+        .map_err(|e| git(e.message().to_string()))?;
+    Ok(Some(blob.content().to_vec()))
+}
+
+/// A blob to upsert: its path relative to the work tree and its bytes.
+struct Blob {
+    relative: PathBuf,
+    bytes: Vec<u8>,
+}
+
+/// `path` made absolute with its parent directory canonicalized (the file itself may be a
+/// path the caller is about to write, and symlinked temp dirs must match the work tree).
+fn absolute_in_tree(path: &Path) -> Result<PathBuf> {
+    let absolute = std::path::absolute(path).map_err(|e| TrackerError::io(path, e))?;
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => Ok(std::fs::canonicalize(parent)
+            .map_err(|e| TrackerError::io(parent, e))?
+            .join(name)),
+        _ => Ok(absolute),
+    }
+}
+
+fn collect(repo: &Repository, entry: &Staged<'_>, blobs: &mut Vec<Blob>) -> Result<()> {
+    let path = entry.path();
+    let absolute = absolute_in_tree(path)?;
+    let relative = relative_path(repo, &absolute).map_err(|message| TrackerError::Git {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    match entry {
+        Staged::Bytes(_, bytes) => blobs.push(Blob {
+            relative,
+            bytes: bytes.to_vec(),
+        }),
+        Staged::Current(_) if absolute.is_dir() => {
+            let mut children: Vec<PathBuf> = std::fs::read_dir(&absolute)
+                .map_err(|e| TrackerError::io(&absolute, e))?
+                .map(|child| child.map(|c| c.path()))
+                .collect::<std::io::Result<_>>()
+                .map_err(|e| TrackerError::io(&absolute, e))?;
+            children.sort();
+            for child in &children {
+                collect(repo, &Staged::Current(child), blobs)?;
+            }
+        }
+        Staged::Current(_) => {
+            let bytes = std::fs::read(&absolute).map_err(|e| TrackerError::io(path, e))?;
+            blobs.push(Blob { relative, bytes });
+        }
+    }
+    Ok(())
 }
 
 /// `absolute` relative to the work tree of `repo`.
@@ -48,16 +164,20 @@ fn relative_path(repo: &Repository, absolute: &Path) -> std::result::Result<Path
     absolute
         .strip_prefix(&workdir)
         .map(Path::to_path_buf)
-        .map_err(|_| format!("not inside the work tree {}", workdir.display()))
+        .map_err(|_| {
+            format!(
+                "{} is not inside the work tree {}",
+                absolute.display(),
+                workdir.display()
+            )
+        })
 }
 
-fn commit_blob(
+fn commit_blobs(
     repo: &Repository,
-    relative: &Path,
-    bytes: &[u8],
+    blobs: &[Blob],
     message: &str,
 ) -> std::result::Result<String, git2::Error> {
-    let blob = repo.blob(bytes)?;
     let parent = match repo.head() {
         Ok(head) => Some(head.peel_to_commit()?),
         Err(e) if e.code() == git2::ErrorCode::UnbornBranch => None,
@@ -67,16 +187,20 @@ fn commit_blob(
         Some(commit) => commit.tree()?,
         None => repo.find_tree(repo.treebuilder(None)?.write()?)?,
     };
-    let mode = match baseline.get_path(relative) {
-        Ok(entry) if entry.filemode() == i32::from(FileMode::BlobExecutable) => {
-            FileMode::BlobExecutable
-        }
-        _ => FileMode::Blob,
-    };
-    let tree_id = git2::build::TreeUpdateBuilder::new()
-        .upsert(relative, blob, mode)
-        .create_updated(repo, &baseline)?;
-    let tree = repo.find_tree(tree_id)?;
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    let mut staged = Vec::with_capacity(blobs.len());
+    for blob in blobs {
+        let id = repo.blob(&blob.bytes)?;
+        let mode = match baseline.get_path(&blob.relative) {
+            Ok(entry) if entry.filemode() == i32::from(FileMode::BlobExecutable) => {
+                FileMode::BlobExecutable
+            }
+            _ => FileMode::Blob,
+        };
+        update.upsert(&blob.relative, id, mode);
+        staged.push((blob, id, mode));
+    }
+    let tree = repo.find_tree(update.create_updated(repo, &baseline)?)?;
     let signature = match repo.signature() {
         Ok(signature) => signature,
         Err(_) => Signature::now(FALLBACK_SIGNATURE.0, FALLBACK_SIGNATURE.1)?,
@@ -90,20 +214,23 @@ fn commit_blob(
         &tree,
         &parents,
     )?;
-    stage_blob(repo, relative, bytes, blob, mode)?;
+    let mut index = repo.index()?;
+    for (blob, id, mode) in staged {
+        stage_blob(&mut index, &blob.relative, &blob.bytes, id, mode)?;
+    }
+    index.write()?;
     Ok(commit.to_string())
 }
 
 /// Points the index entry of `relative` at the committed blob. Stat fields are zero, so git
 /// re-hashes the work-tree file once instead of trusting stale stat data.
 fn stage_blob(
-    repo: &Repository,
+    index: &mut git2::Index,
     relative: &Path,
     bytes: &[u8],
     blob: Oid,
     mode: FileMode,
 ) -> std::result::Result<(), git2::Error> {
-    let mut index = repo.index()?;
     let entry = IndexEntry {
         ctime: IndexTime::new(0, 0),
         mtime: IndexTime::new(0, 0),
@@ -118,8 +245,7 @@ fn stage_blob(
         flags_extended: 0,
         path: relative.to_string_lossy().into_owned().into_bytes(),
     };
-    index.add_frombuffer(&entry, bytes)?;
-    index.write()
+    index.add_frombuffer(&entry, bytes)
 }
 
 #[cfg(test)]
@@ -200,6 +326,42 @@ mod tests {
         assert!(
             err.contains("git commit failed: not in a git repository"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn commit_paths_commits_a_directory_and_computed_bytes_and_nothing_else() {
+        let dir = repo();
+        let issues = dir.path().join("issues/issues.jsonl");
+        std::fs::write(&issues, "{\"id\":\"A-1\",\"s\":1}\n{\"id\":\"A-2\"}\n").unwrap();
+        let proofs = dir.path().join("proofs/A-1/t");
+        std::fs::create_dir_all(proofs.join("hooks")).unwrap();
+        std::fs::write(proofs.join("manifest.json"), "{}").unwrap();
+        std::fs::write(proofs.join("hooks/before_run.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("other.txt"), "two\n").unwrap();
+        let committed = b"{\"id\":\"A-1\",\"s\":1}\n";
+        let id = commit_paths(
+            &[Staged::Bytes(&issues, committed), Staged::Current(&proofs)],
+            "A-1: handoff",
+        )
+        .unwrap();
+        assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]).trim(), id);
+        assert_eq!(
+            git(dir.path(), &["show", "--name-only", "--format=%s", "HEAD"]),
+            "A-1: handoff\n\nissues/issues.jsonl\nproofs/A-1/t/hooks/before_run.json\nproofs/A-1/t/manifest.json\n"
+        );
+        assert_eq!(
+            git(dir.path(), &["show", "HEAD:issues/issues.jsonl"]).as_bytes(),
+            committed
+        );
+        assert_eq!(
+            head_content(&issues).unwrap().as_deref(),
+            Some(&committed[..])
+        );
+        assert_eq!(
+            git(dir.path(), &["status", "--porcelain"]),
+            " M issues/issues.jsonl\n M other.txt\n",
+            "the work tree keeps the uncommitted record and file"
         );
     }
 }

@@ -47,6 +47,11 @@ impl StateConfig {
         contains(&self.review, state)
     }
 
+    /// Whether `state` is a blocked state (parked by a human).
+    pub fn is_blocked(&self, state: &str) -> bool {
+        contains(&self.blocked, state)
+    }
+
     /// Whether `state` appears in any list.
     pub fn is_known(&self, state: &str) -> bool {
         self.all()

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use symphony_tracker::StateConfig;
 
 pub use preflight::{PreflightError, SUPPORTED_TRACKER_KIND, preflight, preflight_problems};
 pub use resolve::{EnvLookup, Secret, process_env};
@@ -130,25 +131,35 @@ pub struct TrackerConfig {
 }
 
 impl TrackerConfig {
-    /// True when `state` is active and not terminal (SPEC §8.2).
+    /// The state lists as the tracker's [`StateConfig`]: the one definition of what each state
+    /// means, shared with the tracker's readiness, claim and handoff rules.
+    pub fn states(&self) -> StateConfig {
+        StateConfig {
+            active: self.active_states.clone(),
+            terminal: self.terminal_states.clone(),
+            review: self.review_states.clone(),
+            blocked: self.blocked_states.clone(),
+        }
+    }
+
+    /// True when `state` is active and not terminal (SPEC §8.2); see [`StateConfig::is_active`].
     pub fn is_active(&self, state: &str) -> bool {
-        let state = normalize_state(state);
-        self.active_states.contains(&state) && !self.terminal_states.contains(&state)
+        self.states().is_active(state)
     }
 
-    /// True when `state` is terminal.
+    /// True when `state` is terminal; see [`StateConfig::is_terminal`].
     pub fn is_terminal(&self, state: &str) -> bool {
-        self.terminal_states.contains(&normalize_state(state))
+        self.states().is_terminal(state)
     }
 
-    /// True when `state` is a review (handoff) state.
+    /// True when `state` is a review (handoff) state; see [`StateConfig::is_review`].
     pub fn is_review(&self, state: &str) -> bool {
-        self.review_states.contains(&normalize_state(state))
+        self.states().is_review(state)
     }
 
-    /// True when `state` is a blocked state.
+    /// True when `state` is a blocked state; see [`StateConfig::is_blocked`].
     pub fn is_blocked(&self, state: &str) -> bool {
-        self.blocked_states.contains(&normalize_state(state))
+        self.states().is_blocked(state)
     }
 }
 

@@ -1,0 +1,206 @@
+//! `symphony run [WORKFLOW.md] [--once] [--port N] [--log-format text|json] [--log-level F]
+//! [--log-file PATH]`: the orchestrator (Symphony SPEC §16, §17.7; docs/operations.md).
+//!
+//! Exit codes: 0 after a normal shutdown (Ctrl-C, SIGTERM) and after `--once` when every
+//! dispatched issue ended as designed (handed off, or stopped because it left the active
+//! states); 1 after `--once` when some did not; 2 when start-up fails (the error's kind and
+//! path are printed: `missing_workflow_file`, `workflow_parse_error`, preflight kinds,
+//! `tracker_unavailable`, `node_identity_unavailable`, `http_bind_failed`).
+//!
+//! Nothing here prints with `println!`/`eprintln!`: output goes through writers that ignore
+//! errors, so a closed pipe never stops the run.
+
+mod logging;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use symphony_mesh::Identity;
+use symphony_orchestrator::orchestrator::{self, RunOptions, RunSummary, StartError};
+use symphony_orchestrator::reload::WorkflowStore;
+use symphony_orchestrator::workflow::resolve_workflow_path;
+use symphony_tracker::Store;
+
+pub use logging::LogFormat;
+
+/// Exit code of a failed start-up.
+const STARTUP_FAILURE: u8 = 2;
+/// Exit code of `--once` when some issue did not end as designed.
+const NOT_AS_DESIGNED: u8 = 1;
+
+/// Arguments of `symphony run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The workflow file (default: ./WORKFLOW.md).
+    #[arg(value_name = "WORKFLOW.md")]
+    pub path: Option<PathBuf>,
+    /// Run one tick, wait for the dispatched agents, print a summary and exit (0: every
+    /// dispatched issue ended as designed, 1: some did not).
+    #[arg(long)]
+    pub once: bool,
+    /// Serve the HTTP API on 127.0.0.1:PORT (0: an ephemeral port, printed); overrides
+    /// `server.port`.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Log line format on stderr (and in --log-file).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `debug`, `symphony_orchestrator=debug,warn`...); default: RUST_LOG,
+    /// else `info`.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Also append logs to this file; if it cannot be opened or written, a warning goes to
+    /// stderr and the run goes on.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// Runs `symphony run`.
+///
+/// # Errors
+/// An invalid `--log-level` filter or a tokio runtime that cannot start; everything after
+/// that is reported through the exit code.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    logging::init(
+        args.log_format,
+        args.log_level.as_deref(),
+        args.log_file.as_deref(),
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(serve(args)))
+}
+
+async fn serve(args: RunArgs) -> ExitCode {
+    let store = match resolve_workflow_path(args.path.as_deref()).and_then(WorkflowStore::open) {
+        Ok(store) => store,
+        Err(e) => return startup_failure(e.kind(), &e.to_string()),
+    };
+    let tracker_path = store.current().config.tracker.path.clone();
+    let state_dir = Store::new(&tracker_path).state_dir().to_path_buf();
+    if let Err(e) = std::fs::create_dir_all(&state_dir) {
+        let message = format!(
+            "{}: cannot create the state directory: {e}",
+            state_dir.display()
+        );
+        return startup_failure("node_identity_unavailable", &message);
+    }
+    let identity = match Identity::load_or_create(&state_dir.join("node.key")) {
+        Ok(identity) => identity,
+        Err(e) => return startup_failure("node_identity_unavailable", &e.to_string()),
+    };
+    let options = RunOptions {
+        node_id: identity.node_id().to_string(),
+        once: args.once,
+        port: args.port,
+        symphony_bin: std::env::current_exe().ok(),
+    };
+    let mut service = match orchestrator::start(store, options).await {
+        Ok(service) => service,
+        Err(e) => return startup_error(&e),
+    };
+    if let Some(addr) = service.http_addr() {
+        out(&format!("symphony: HTTP API on http://{addr}/"));
+    }
+    let shutdown = service.shutdown_handle();
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; shutting down");
+        shutdown.shutdown();
+    });
+    let summary = service.wait().await;
+    signals.abort();
+    if args.once {
+        print_summary(&summary);
+    }
+    if args.once && !summary.interrupted && !summary.as_designed() {
+        ExitCode::from(NOT_AS_DESIGNED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn startup_error(e: &StartError) -> ExitCode {
+    startup_failure(e.kind(), &e.to_string())
+}
+
+fn startup_failure(kind: &str, message: &str) -> ExitCode {
+    tracing::error!(error_kind = kind, error = %message, "start-up failed");
+    err(&format!("error: {kind}: {message}"));
+    ExitCode::from(STARTUP_FAILURE)
+}
+
+/// Writes a line to stdout, ignoring a closed pipe.
+fn out(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Writes a line to stderr, ignoring a closed pipe.
+fn err(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// The `--once` table: one row per attempt, then the verdict.
+fn print_summary(summary: &RunSummary) {
+    if summary.attempts.is_empty() {
+        out("symphony run --once: no issue was ready to dispatch");
+        return;
+    }
+    let rows: Vec<[String; 5]> = summary
+        .attempts
+        .iter()
+        .map(|a| {
+            [
+                a.issue_identifier.clone(),
+                a.outcome.clone(),
+                a.state.clone().unwrap_or_else(|| "-".into()),
+                a.proofs_dir.clone().unwrap_or_else(|| "-".into()),
+                a.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["ISSUE", "OUTCOME", "STATE", "PROOFS", "ERROR"].map(String::from);
+    let mut widths = [0usize; 4];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (width, cell) in widths.iter_mut().zip(row.iter()) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(widths) {
+            line.push_str(&format!("{cell:<width$}  "));
+        }
+        line.push_str(&row[4]);
+        out(line.trim_end());
+    }
+    let designed = summary.attempts.iter().filter(|a| a.as_designed).count();
+    let total = summary.attempts.len();
+    let verdict = if summary.interrupted {
+        "interrupted".to_string()
+    } else if designed == total {
+        "all as designed".to_string()
+    } else {
+        format!("{} not as designed", total - designed)
+    };
+    out(&format!(
+        "{total} attempt(s): {designed} as designed; {verdict}"
+    ));
+}
