@@ -45,6 +45,22 @@ impl std::str::FromStr for SchemeKind {
     }
 }
 
+/// How a tracker allocates ids: WORKFLOW.md `tracker.id_scheme` and `tracker.id_prefix`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdConfig {
+    /// Sequential or hash ids.
+    pub kind: SchemeKind,
+    /// The configured prefix; inferred from the file when `None`.
+    pub prefix: Option<String>,
+}
+
+impl IdConfig {
+    /// The scheme for a file holding `existing` ids ([`IdScheme::resolve`]).
+    pub fn scheme<'a>(&self, existing: impl IntoIterator<Item = &'a str>) -> Result<IdScheme> {
+        IdScheme::resolve(self.kind, self.prefix.as_deref(), existing)
+    }
+}
+
 /// How new ids are made for one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdScheme {

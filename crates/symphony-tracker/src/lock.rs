@@ -124,7 +124,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join(".symphony");
         drop(TrackerLock::exclusive(&state, Duration::ZERO).unwrap());
-        assert_eq!(std::fs::read_to_string(state.join(".gitignore")).unwrap(), "*\n");
+        assert_eq!(
+            std::fs::read_to_string(state.join(".gitignore")).unwrap(),
+            "*\n"
+        );
     }
 
     #[test]

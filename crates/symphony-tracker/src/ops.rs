@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::claims::{self, ClaimDecision};
 use crate::error::{Result, TrackerError};
-use crate::ids::{self, IdScheme};
+use crate::ids::{self, IdConfig};
 use crate::model::{Claim, Handoff, Shard, format_timestamp, parse_timestamp};
 use crate::states::StateConfig;
 use crate::store::Transaction;
@@ -75,16 +75,17 @@ pub struct IssueUpdate {
     pub remove_labels: Vec<String>,
 }
 
-/// Creates an issue with the next id of `scheme` and returns that id.
+/// Creates an issue with the next id under `id_config` and returns that id.
 ///
 /// The record is written in schema order with `created_at` = `updated_at` = `now`.
 /// Errors: [`TrackerError::Rejected`] for a blank title, a priority outside 0..=4, an unknown
 /// or terminal state, or a blocker that is neither in the file nor external;
-/// [`TrackerError::DuplicateId`] when the file already holds an id twice.
+/// [`TrackerError::DuplicateId`] when the file already holds an id twice;
+/// [`TrackerError::NoIdPrefix`] when no prefix is configured or inferable.
 pub fn create(
     tx: &mut Transaction<'_>,
     issue: &NewIssue,
-    scheme: &IdScheme,
+    id_config: &IdConfig,
     states: &StateConfig,
     now: OffsetDateTime,
 ) -> Result<String> {
@@ -93,7 +94,7 @@ pub fn create(
     if taken.len() < existing.len() {
         ids::unique_ids(tx.document())?;
     }
-    let id = scheme.next(&taken);
+    let id = id_config.scheme(taken.iter().copied())?.next(&taken);
     let reject = |message: String| rejected(&id, message);
     if issue.title.trim().is_empty() {
         return Err(reject("a title is required".into()));
@@ -643,11 +644,8 @@ mod tests {
             .unwrap_or(Value::Null)
     }
 
-    fn sequential() -> IdScheme {
-        IdScheme::Sequential {
-            prefix: "XSY".into(),
-            width: 4,
-        }
+    fn sequential() -> IdConfig {
+        IdConfig::default()
     }
 
     #[test]
