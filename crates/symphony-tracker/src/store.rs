@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::document::{DEFAULT_MAX_RECORD_BYTES, Document, Terminator};
 use crate::durable;
 use crate::error::{Result, TrackerError};
+use crate::heads::{self, Heads};
 use crate::json_style::JsonStyle;
 use crate::lock::{TrackerLock, state_dir_for};
 use crate::model::now_timestamp;
@@ -100,12 +101,24 @@ impl Store {
     /// Reads the current file under the shared lock, first repairing an append a crash
     /// interrupted. Errors: everything [`Document::read`] reports, and lock timeouts.
     pub fn read(&self) -> Result<Document> {
+        let _lock = self.read_lock()?;
+        Document::read(&self.path, self.options.max_record_bytes)
+    }
+
+    /// The shared lock, taken after undoing a torn append.
+    fn read_lock(&self) -> Result<Option<TrackerLock>> {
         if durable::has_pending_append(&self.state_dir)? {
             let _lock = TrackerLock::exclusive(&self.state_dir, self.options.lock_timeout)?;
             durable::recover(&self.path, &self.state_dir)?;
         }
-        let _lock = TrackerLock::shared(&self.state_dir, self.options.lock_timeout)?;
-        Document::read(&self.path, self.options.max_record_bytes)
+        TrackerLock::shared(&self.state_dir, self.options.lock_timeout)
+    }
+
+    /// Streams the scheduling fields of every record under the shared lock, first repairing
+    /// an append a crash interrupted ([`crate::heads::scan`]). Errors: as [`Store::read`].
+    pub fn read_heads(&self) -> Result<Heads> {
+        let _lock = self.read_lock()?;
+        heads::scan(&self.path, self.options.max_record_bytes)
     }
 
     /// Runs `edit` over the current file under the exclusive lock and writes the result.

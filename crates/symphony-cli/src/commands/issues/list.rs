@@ -23,8 +23,7 @@ pub struct Args {
 
 /// Lists issues in file order.
 pub fn run(tracker: &Tracker, args: Args) -> anyhow::Result<()> {
-    let document = tracker.read()?;
-    let heads = document.heads()?;
+    let heads = tracker.read_heads()?.heads;
     let states = &tracker.settings.states;
     let shown: Vec<&IssueHead<'_>> = heads
         .iter()

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use symphony_tracker::heads::Heads;
 use symphony_tracker::{Document, Store, WriteReport, git, ids};
 
 use super::Outcome;
@@ -68,6 +69,13 @@ impl Tracker {
         let document = self.store.read()?;
         ids::unique_ids(&document)?;
         Ok(document)
+    }
+
+    /// Streams the scheduling fields of every record, refusing duplicate ids likewise.
+    pub fn read_heads(&self) -> anyhow::Result<Heads> {
+        let heads = self.store.read_heads()?;
+        heads.check_unique_ids(self.store.path())?;
+        Ok(heads)
     }
 }
 

@@ -21,8 +21,7 @@ pub struct Args {
 
 /// Prints the ready issues.
 pub fn run(tracker: &Tracker, args: Args) -> anyhow::Result<()> {
-    let document = tracker.read()?;
-    let heads = document.heads()?;
+    let heads = tracker.read_heads()?.heads;
     let mut ready = symphony_tracker::ready(
         &heads,
         &tracker.settings.states,
