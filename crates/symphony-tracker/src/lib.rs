@@ -28,6 +28,7 @@ pub mod merge;
 pub mod model;
 pub mod ops;
 pub mod ready;
+pub(crate) mod scan;
 pub mod schema;
 pub mod states;
 pub mod store;
