@@ -9,8 +9,9 @@
 //!   collide with probability ~1e-4; a collision inside one file is retried, one across
 //!   branches is renumbered by the merge driver like a sequential one.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use crate::document::Document;
 use crate::error::{Result, TrackerError};
@@ -106,12 +107,12 @@ impl IdScheme {
     }
 
     /// A new id not in `taken`.
-    pub fn next(&self, taken: &HashSet<&str>) -> String {
+    pub fn next<S: Borrow<str> + Hash + Eq>(&self, taken: &HashSet<S>) -> String {
         match self {
             IdScheme::Sequential { prefix, width } => {
                 let highest = taken
                     .iter()
-                    .filter_map(|id| sequence_number(id, prefix))
+                    .filter_map(|id| sequence_number(id.borrow(), prefix))
                     .max()
                     .unwrap_or(0);
                 let mut number = highest.saturating_add(1);
@@ -236,7 +237,7 @@ mod tests {
         let scheme = IdScheme::resolve(SchemeKind::Sequential, Some("NEW"), ids).unwrap();
         assert_eq!(scheme.next(&set(&ids)), "NEW-10000");
         let fresh = IdScheme::resolve(SchemeKind::Sequential, Some("ABC"), []).unwrap();
-        assert_eq!(fresh.next(&HashSet::new()), "ABC-0001");
+        assert_eq!(fresh.next(&HashSet::<&str>::new()), "ABC-0001");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod error;
 pub mod git;
 pub mod heads;
 pub mod ids;
+pub(crate) mod index;
 pub mod json_style;
 pub mod lock;
 pub mod merge;

@@ -12,6 +12,7 @@
 //! - claims follow [`crate::claims`]: the slate is frozen on the record the first time it is
 //!   needed, a live claim is never taken, heartbeats refresh only `claim.heartbeat_at`.
 
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 
 use serde_json::{Map, Value};
@@ -89,12 +90,17 @@ pub fn create(
     states: &StateConfig,
     now: OffsetDateTime,
 ) -> Result<String> {
-    let existing = tx.ids()?;
-    let taken: HashSet<&str> = existing.iter().map(String::as_str).collect();
-    if taken.len() < existing.len() {
-        ids::unique_ids(tx.document())?;
+    let document = tx.document();
+    let mut taken: HashSet<Cow<'_, str>> = HashSet::with_capacity(document.lines().len() + 1);
+    for (index, _) in document.record_lines() {
+        if !taken.insert(document.id_of(index)?) {
+            ids::unique_ids(document)?; // names both lines
+        }
     }
-    let id = id_config.scheme(taken.iter().copied())?.next(&taken);
+    taken.extend(tx.appended_ids().map(|id| Cow::Owned(id.to_string())));
+    let id = id_config
+        .scheme(taken.iter().map(|id| id.as_ref()))?
+        .next(&taken);
     let reject = |message: String| rejected(&id, message);
     if issue.title.trim().is_empty() {
         return Err(reject("a title is required".into()));

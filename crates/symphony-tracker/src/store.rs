@@ -8,15 +8,17 @@
 //! [`Transaction::remove`].
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::document::{DEFAULT_MAX_RECORD_BYTES, Document, Terminator};
-use crate::durable;
+use crate::document::{DEFAULT_MAX_RECORD_BYTES, Document};
+use crate::durable::{self, FileStamp, Segment};
 use crate::error::{Result, TrackerError};
 use crate::heads::{self, Heads};
+use crate::index;
 use crate::json_style::JsonStyle;
 use crate::lock::{TrackerLock, state_dir_for};
 use crate::model::now_timestamp;
@@ -125,13 +127,22 @@ impl Store {
     ///
     /// Nothing is written when `edit` fails or changes nothing. The file is re-read inside
     /// the lock, so edits made by humans or other processes since any earlier read are kept.
+    /// The transaction runs on a skeleton of the file ([`Document::scan`]): it reads the
+    /// records it touches, and a rewrite copies the unchanged bytes file to file.
     pub fn transact<T>(
         &self,
         edit: impl FnOnce(&mut Transaction<'_>) -> Result<T>,
     ) -> Result<(T, WriteReport)> {
         let _lock = TrackerLock::exclusive(&self.state_dir, self.options.lock_timeout)?;
         durable::recover(&self.path, &self.state_dir)?;
-        let document = Document::read(&self.path, self.options.max_record_bytes)?;
+        let document = match index::load(&self.state_dir, &self.path) {
+            Some(document) => document,
+            None => {
+                let document = Document::scan(&self.path, self.options.max_record_bytes)?;
+                index::save(&self.state_dir, &document);
+                document
+            }
+        };
         let mut transaction = Transaction::new(&document);
         let value = edit(&mut transaction)?;
         let report = transaction.write(&self.state_dir)?;
@@ -249,6 +260,13 @@ impl<'d> Transaction<'d> {
         }
     }
 
+    /// Ids of the records appended so far in this transaction, in order.
+    pub fn appended_ids(&self) -> impl Iterator<Item = &str> {
+        self.appended
+            .iter()
+            .filter_map(|record| record.get("id").and_then(Value::as_str))
+    }
+
     /// Ids of every record, in file order, appended ones last.
     pub fn ids(&self) -> Result<Vec<String>> {
         let mut ids = Vec::with_capacity(self.document.record_count() + self.appended.len());
@@ -315,10 +333,35 @@ impl<'d> Transaction<'d> {
         }
     }
 
-    /// Renders the file as it would be written, and what would change.
+    /// Renders the file as it would be written, and what would change. For a skeleton
+    /// document the unchanged lines are read from the file.
     pub fn render(&self) -> Result<(Vec<u8>, WriteReport)> {
         let rendering = Rendering::of(self)?;
-        Ok((rendering.segments().concat(), rendering.report))
+        let path = self.document.path();
+        let mut bytes = Vec::new();
+        let mut file = None;
+        for segment in rendering.segments() {
+            match segment {
+                Segment::Bytes(piece) => bytes.extend_from_slice(piece),
+                Segment::Original(range) => {
+                    let file = match &mut file {
+                        Some(file) => file,
+                        None => file.insert(
+                            std::fs::File::open(path).map_err(|e| TrackerError::io(path, e))?,
+                        ),
+                    };
+                    let at = bytes.len();
+                    bytes.resize(at + (range.end - range.start) as usize, 0);
+                    std::os::unix::fs::FileExt::read_exact_at(
+                        &*file,
+                        &mut bytes[at..],
+                        range.start,
+                    )
+                    .map_err(|e| TrackerError::io(path, e))?;
+                }
+            }
+        }
+        Ok((bytes, rendering.report))
     }
 
     fn write(self, state_dir: &Path) -> Result<WriteReport> {
@@ -329,9 +372,23 @@ impl<'d> Transaction<'d> {
         let path = self.document.path();
         match (rendering.tail(), self.document.stamp()) {
             (Some(tail), Some(stamp)) if !stamp.is_empty() => {
-                durable::append(path, tail, stamp, state_dir)?
+                durable::append(path, tail, stamp, state_dir)?;
+                // The index follows the append; any doubt drops it.
+                match FileStamp::current(path)? {
+                    Some(now) => index::extend(
+                        state_dir,
+                        self.document,
+                        tail,
+                        &rendering.report.appended,
+                        now,
+                    ),
+                    None => index::discard(state_dir),
+                }
             }
-            (_, stamp) => durable::replace(path, &rendering.segments(), stamp)?,
+            (_, stamp) => {
+                index::discard(state_dir);
+                durable::replace(path, &rendering.segments(), stamp)?;
+            }
         }
         Ok(rendering.report)
     }
@@ -347,23 +404,24 @@ fn string_id(record: &Map<String, Value>) -> Option<String> {
     record.get("id").and_then(Value::as_str).map(str::to_string)
 }
 
-/// The bytes of the new file as a list of pieces: runs of the original text, and new lines.
+/// The bytes of the new file as a list of pieces: byte ranges of the original file, and new
+/// lines.
 struct Rendering<'t> {
-    pieces: Vec<Piece<'t>>,
+    document: &'t Document,
+    pieces: Vec<Piece>,
     /// Set when the only change is appended records: the bytes to append.
     append_tail: Option<Vec<u8>>,
     report: WriteReport,
 }
 
-enum Piece<'t> {
-    Original(&'t [u8]),
+enum Piece {
+    Original(Range<usize>),
     New(Vec<u8>),
 }
 
 impl<'t> Rendering<'t> {
     fn of(transaction: &'t Transaction<'_>) -> Result<Rendering<'t>> {
         let document = transaction.document;
-        let text = document.text().as_bytes();
         let mut pieces = Vec::new();
         let mut report = WriteReport::default();
         let mut cursor = 0;
@@ -371,13 +429,13 @@ impl<'t> Rendering<'t> {
             let line = document.lines()[index];
             match edit {
                 Edit::Removed => {
-                    pieces.push(Piece::Original(&text[cursor..line.start]));
+                    pieces.push(Piece::Original(cursor..line.start));
                     cursor = line.end + line.terminator.as_bytes().len();
                     report.removed.push(document.id_of(index)?.into_owned());
                 }
                 Edit::Changed { original, current } if original == current => {}
                 Edit::Changed { current, .. } => {
-                    pieces.push(Piece::Original(&text[cursor..line.start]));
+                    pieces.push(Piece::Original(cursor..line.start));
                     let style = JsonStyle::detect_line(document.line_text(index), document.style());
                     pieces.push(Piece::New(render_line(
                         document.path(),
@@ -390,9 +448,9 @@ impl<'t> Rendering<'t> {
                 }
             }
         }
-        pieces.push(Piece::Original(&text[cursor..]));
+        pieces.push(Piece::Original(cursor..byte_len(document)));
         if !document.ends_with_newline() && transaction.appended.is_empty() {
-            trim_final_newline(&mut pieces);
+            trim_final_newline(document, &mut pieces);
         }
         let append_tail = Self::tail_of(transaction, &mut report)?;
         let only_appends = report.changed.is_empty() && report.removed.is_empty();
@@ -406,6 +464,7 @@ impl<'t> Rendering<'t> {
             None => None,
         };
         Ok(Rendering {
+            document,
             pieces,
             append_tail,
             report,
@@ -441,20 +500,35 @@ impl<'t> Rendering<'t> {
         Ok(Some(tail))
     }
 
-    fn segments(&self) -> Vec<&[u8]> {
+    /// The pieces as segments: original ranges are the text's bytes for a whole document,
+    /// and ranges to copy from the file for a skeleton.
+    fn segments(&self) -> Vec<Segment<'_>> {
+        let text = self.document.text().as_bytes();
+        let skeleton = self.document.is_skeleton();
         let pieces = self.pieces.iter().map(|piece| match piece {
-            Piece::Original(bytes) => *bytes,
-            Piece::New(bytes) => bytes.as_slice(),
+            Piece::Original(range) if skeleton => {
+                Segment::Original(range.start as u64..range.end as u64)
+            }
+            Piece::Original(range) => Segment::Bytes(&text[range.clone()]),
+            Piece::New(bytes) => Segment::Bytes(bytes),
         });
         pieces
-            .chain(self.append_tail.as_deref())
-            .filter(|s| !s.is_empty())
+            .chain(self.append_tail.as_deref().map(Segment::Bytes))
+            .filter(|segment| !segment.is_empty())
             .collect()
     }
 
     fn tail(&self) -> Option<&[u8]> {
         self.append_tail.as_deref()
     }
+}
+
+/// Length of the file the document was read from: through the last line's terminator.
+fn byte_len(document: &Document) -> usize {
+    document
+        .lines()
+        .last()
+        .map_or(0, |line| line.end + line.terminator.as_bytes().len())
 }
 
 /// One record as one line. A line break inside would split the record in two, so it is
@@ -482,16 +556,21 @@ fn render_line(
     Ok(line.into_bytes())
 }
 
-/// Drops the newline a removal left at the end of a file that had none.
-fn trim_final_newline(pieces: &mut [Piece<'_>]) {
+/// Drops the newline a removal left at the end of a file that had none: the terminator of
+/// the line the last non-empty original range ends with.
+fn trim_final_newline(document: &Document, pieces: &mut [Piece]) {
     for piece in pieces.iter_mut().rev() {
         match piece {
-            Piece::Original([]) => continue,
-            Piece::Original(bytes) => {
-                *bytes = bytes
-                    .strip_suffix(Terminator::CrLf.as_bytes())
-                    .or_else(|| bytes.strip_suffix(Terminator::Lf.as_bytes()))
-                    .unwrap_or(bytes);
+            Piece::Original(range) if range.start >= range.end => continue,
+            Piece::Original(range) => {
+                let ending = document
+                    .lines()
+                    .iter()
+                    .rev()
+                    .find(|line| line.end + line.terminator.as_bytes().len() == range.end);
+                if let Some(line) = ending {
+                    range.end = line.end.max(range.start);
+                }
                 return;
             }
             Piece::New(_) => return,
@@ -682,6 +761,76 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(store.path()).unwrap(),
             "{\"id\":\"A-1\", \"t\": [}\n{\"id\":\"A-2\"}\n"
+        );
+    }
+
+    type EditFn = dyn Fn(&mut Transaction<'_>) -> Result<()>;
+
+    /// The same edits over a whole document and over a skeleton render the same bytes.
+    #[test]
+    fn skeleton_and_whole_documents_render_identically() {
+        let crlf = COMPACT.replace('\n', "\r\n");
+        let blanks = format!("\n{}\n\n{}", COMPACT.trim_end(), "\n  \n");
+        for (text, first, last) in [
+            (SPACED, "X0X-0003", "X0X-0015"),
+            (COMPACT, "XSY-0003", "XSY-0036"),
+            (crlf.as_str(), "XSY-0003", "XSY-0036"),
+            (blanks.as_str(), "XSY-0003", "XSY-0036"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("issues.jsonl");
+            std::fs::write(&path, text).unwrap();
+            let whole = Document::read(&path, DEFAULT_MAX_RECORD_BYTES).unwrap();
+            let skeleton = Document::scan(&path, DEFAULT_MAX_RECORD_BYTES).unwrap();
+            assert!(skeleton.is_skeleton() && skeleton.text().is_empty());
+            assert_eq!(skeleton.style(), whole.style());
+            assert_eq!(skeleton.lines().len(), whole.lines().len());
+            let edits: [&EditFn; 4] = [
+                &|tx| tx.modify(first, set("priority", 1)).map(drop),
+                &|tx| tx.remove(last),
+                &|tx| tx.append(record("NEW-1")),
+                &|tx| {
+                    tx.modify(last, set("title", "é → ok"))?;
+                    tx.remove(first)?;
+                    tx.append(record("NEW-2"))
+                },
+            ];
+            for edit in edits {
+                let rendered = |document: &Document| {
+                    let mut tx = Transaction::new(document);
+                    edit(&mut tx).unwrap();
+                    let (bytes, report) = tx.render().unwrap();
+                    (
+                        String::from_utf8(bytes).unwrap(),
+                        report.changed,
+                        report.removed,
+                    )
+                };
+                let (expected, skeletal) = (rendered(&whole), rendered(&skeleton));
+                assert_eq!(skeletal, expected);
+                assert_ne!(expected.0, text, "the edit changed something");
+            }
+        }
+    }
+
+    #[test]
+    fn a_skeleton_transaction_rewrites_by_copying_unchanged_bytes() {
+        // Over 2 MB: scanned in parallel ranges, rewritten with file-to-file copies.
+        let mut text = String::new();
+        for round in 0..60 {
+            text.push_str(&COMPACT.replace("XSY-", &format!("R{round}-")));
+        }
+        let (_dir, store) = store_with(&text);
+        let report = set_priority(&store, "R30-0003", 1);
+        assert_eq!(report.changed, ["R30-0003"]);
+        let after = std::fs::read_to_string(store.path()).unwrap();
+        let line = 30 * 36 + 3;
+        assert_eq!(changed_lines(&text, &after), [line]);
+        let old = text.split('\n').nth(line - 1).unwrap();
+        let new = after.split('\n').nth(line - 1).unwrap();
+        assert_eq!(
+            new.replace("\"priority\":1", "\"priority\":2").len(),
+            old.len()
         );
     }
 
