@@ -373,8 +373,9 @@ impl<'d> Transaction<'d> {
         match (rendering.tail(), self.document.stamp()) {
             (Some(tail), Some(stamp)) if !stamp.is_empty() => {
                 durable::append(path, tail, stamp, state_dir)?;
-                // The index follows the append; any doubt drops it.
-                match FileStamp::current(path)? {
+                // The index follows the append; any doubt drops it. The append is written:
+                // nothing after it may fail the transaction.
+                match FileStamp::current(path).ok().flatten() {
                     Some(now) => index::extend(
                         state_dir,
                         self.document,
@@ -480,7 +481,14 @@ impl<'t> Rendering<'t> {
         let newline = document.newline().as_bytes();
         let trailing = document.ends_with_newline();
         let mut tail = Vec::new();
-        if !trailing {
+        // A last line without newline gets one before the appended records, unless it was
+        // removed (then what is kept already ends with a newline, or is empty).
+        let last_kept = document
+            .lines()
+            .len()
+            .checked_sub(1)
+            .is_some_and(|last| !matches!(transaction.edits.get(&last), Some(Edit::Removed)));
+        if !trailing && last_kept {
             tail.extend_from_slice(newline);
         }
         let last = transaction.appended.len() - 1;
@@ -732,6 +740,21 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(store.path()).unwrap(),
             "{\"id\":\"A-1\"}"
+        );
+    }
+
+    #[test]
+    fn removing_the_last_line_and_appending_keeps_the_no_trailing_newline_convention() {
+        let (_dir, store) = store_with("{\"id\":\"A-1\"}\n{\"id\":\"A-2\"}");
+        store
+            .transact(|tx| {
+                tx.remove("A-2")?;
+                tx.append(record("A-3"))
+            })
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(store.path()).unwrap(),
+            "{\"id\":\"A-1\"}\n{\"id\":\"A-3\",\"title\":\"t é\"}"
         );
     }
 
