@@ -123,6 +123,8 @@ struct Skeleton {
     /// The lines read so far, one slot per line, allocated when the first line is read (an
     /// append reads none).
     loaded: OnceLock<Vec<OnceLock<String>>>,
+    /// The file, opened when the first line is read.
+    file: OnceLock<std::sync::Arc<std::fs::File>>,
 }
 
 impl Document {
@@ -138,7 +140,8 @@ impl Document {
             _ => TrackerError::io(path, e),
         })?;
         let metadata = file.metadata().map_err(|e| TrackerError::io(path, e))?;
-        let bytes = read_whole(&mut file, metadata.len()).map_err(|e| TrackerError::io(path, e))?;
+        let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| TrackerError::io(path, e))?;
         let mut document = Document::parse(path, bytes, max_record_bytes)?;
         document.stamp = Some(FileStamp::of(&metadata));
         Ok(document)
@@ -238,7 +241,11 @@ impl Document {
             lines,
             style: OnceLock::from(style),
             stamp: Some(stamp),
-            skeleton: Some(Skeleton { ids, loaded }),
+            skeleton: Some(Skeleton {
+                ids,
+                loaded,
+                file: OnceLock::new(),
+            }),
         }
     }
 
@@ -265,8 +272,15 @@ impl Document {
         // skeleton says, even after an in-place edit that kept the file's length and time.
         let terminator = line.terminator.as_bytes();
         let mut bytes = vec![0u8; line.end - line.start + terminator.len()];
-        let file = std::fs::File::open(&self.path).map_err(|e| TrackerError::io(&self.path, e))?;
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, line.start as u64)
+        let file = match skeleton.file.get() {
+            Some(file) => file,
+            None => {
+                let file =
+                    std::fs::File::open(&self.path).map_err(|e| TrackerError::io(&self.path, e))?;
+                skeleton.file.get_or_init(|| std::sync::Arc::new(file))
+            }
+        };
+        std::os::unix::fs::FileExt::read_exact_at(&**file, &mut bytes, line.start as u64)
             .map_err(|e| TrackerError::io(&self.path, e))?;
         let moved = || TrackerError::ConcurrentModification {
             path: self.path.clone(),
@@ -416,50 +430,6 @@ impl Document {
         }
         Ok(None)
     }
-}
-
-/// Files at least this large are read by several threads at once.
-const PARALLEL_READ_BYTES: u64 = 4 << 20;
-
-/// The whole content of `file`, whose length was `len` when opened.
-///
-/// Large files are read in parallel slices with positioned reads: on a small VM most of the
-/// cost of reading a 10 MB file is faulting in the fresh buffer's pages, which proceeds on
-/// every core at once. A file that grew meanwhile is read again sequentially, to its end.
-fn read_whole(file: &mut std::fs::File, len: u64) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let Ok(size) = usize::try_from(len) else {
-        return Err(std::io::ErrorKind::FileTooLarge.into());
-    };
-    if len < PARALLEL_READ_BYTES || threads < 2 {
-        let mut bytes = Vec::with_capacity(size);
-        std::io::Read::read_to_end(file, &mut bytes)?;
-        return Ok(bytes);
-    }
-    let mut bytes = vec![0u8; size];
-    let slice = size.div_ceil(threads);
-    let file = &*file;
-    std::thread::scope(|scope| {
-        let readers: Vec<_> = bytes
-            .chunks_mut(slice)
-            .enumerate()
-            .map(|(i, chunk)| scope.spawn(move || file.read_exact_at(chunk, (i * slice) as u64)))
-            .collect();
-        readers.into_iter().try_for_each(|reader| {
-            reader
-                .join()
-                .unwrap_or(Err(std::io::ErrorKind::Other.into()))
-        })
-    })?;
-    let mut probe = [0u8; 1];
-    if file.read_at(&mut probe, len)? != 0 {
-        let mut file = file;
-        std::io::Seek::rewind(&mut file)?;
-        bytes.clear();
-        std::io::Read::read_to_end(&mut file, &mut bytes)?;
-    }
-    Ok(bytes)
 }
 
 /// Splits `bytes` at `\n`, recognising `\r\n`; a final line without a newline is kept.
