@@ -4,10 +4,11 @@
 //! A transaction over a large file otherwise starts by scanning all of it
 //! ([`Document::scan`]) to learn where the records are; with a current index it starts from
 //! this file instead (tens of bytes per record). The index is only a cache: it is used when
-//! its stamp equals the file's current one and its path is the file's, it is rewritten after
-//! every scan and every append, dropped after every rewrite, and any doubt (a missing, torn or
-//! foreign index) means a scan. Lines read through a skeleton are checked against it (id and
-//! terminator), so an in-place edit that kept the file's length and time is still caught.
+//! its stamp equals the file's current one and its path is the file's; it is written after a
+//! scan, extended in place after an append, rewritten from the transaction's own layout after
+//! a rewrite (and only if that layout adds up to the new file's length); any doubt (a missing,
+//! torn or foreign index) means a scan. Lines read through a skeleton are checked against it
+//! (id and terminator), so an in-place edit that kept the file's length and time is caught.
 
 use std::path::Path;
 
@@ -143,7 +144,8 @@ fn extend_in_place(
     file.write_all_at(rows.as_bytes(), at).ok()
 }
 
-/// Drops the index (after the file was rewritten).
+/// Drops the index (before the file is rewritten: a crash must not leave a stale one that
+/// could match).
 pub(crate) fn discard(state_dir: &Path) {
     let _ = std::fs::remove_file(state_dir.join(INDEX_FILE));
 }
@@ -323,49 +325,61 @@ mod tests {
     }
 
     #[test]
-    fn appends_keep_the_index_current_and_rewrites_drop_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("issues/issues.jsonl");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, SPACED).unwrap();
-        let store = Store::new(&path);
-        let record = |id: &str| {
+    fn every_write_leaves_an_index_equal_to_a_fresh_scan() {
+        type Step = dyn Fn(&mut crate::store::Transaction<'_>) -> crate::Result<()>;
+        fn record(id: &str) -> serde_json::Map<String, serde_json::Value> {
             let mut map = serde_json::Map::new();
             map.insert("id".into(), id.into());
+            map.insert("title".into(), "é".into());
             map
-        };
-        store.transact(|tx| tx.append(record("X0X-0100"))).unwrap();
-        let indexed = load(store.state_dir(), &path).expect("current after an append");
-        assert_eq!(
-            summary(&indexed),
-            summary(&Document::scan(&path, DEFAULT_MAX_RECORD_BYTES).unwrap())
-        );
-        store.transact(|tx| tx.append(record("X0X-0101"))).unwrap();
-        assert!(load(store.state_dir(), &path).is_some());
-        let crlf = tempfile::tempdir().unwrap();
-        let crlf_path = crlf.path().join("issues.jsonl");
-        std::fs::write(&crlf_path, COMPACT.replace('\n', "\r\n")).unwrap();
-        let crlf_store = Store::new(&crlf_path);
-        crlf_store
-            .transact(|tx| {
-                tx.append(record("A-1"))?;
-                tx.append(record("A-2"))
-            })
-            .unwrap();
-        let indexed = load(crlf_store.state_dir(), &crlf_path).expect("current");
-        let scanned = Document::scan(&crlf_path, DEFAULT_MAX_RECORD_BYTES).unwrap();
-        assert_eq!(summary(&indexed), summary(&scanned));
-        store.transact(|tx| tx.remove("X0X-0100")).unwrap();
-        assert!(
-            load(store.state_dir(), &path).is_none(),
-            "dropped after a rewrite"
-        );
-        store.transact(|tx| tx.append(record("X0X-0102"))).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with(SPACED));
-        assert_eq!(
-            &text[SPACED.len()..],
-            "\n{\"id\": \"X0X-0101\"}\n{\"id\": \"X0X-0102\"}"
-        );
+        }
+        let crlf = COMPACT.replace('\n', "\r\n");
+        for (text, first, last) in [
+            (SPACED, "X0X-0001", "X0X-0015"),
+            (COMPACT, "XSY-0001", "XSY-0036"),
+            (crlf.as_str(), "XSY-0001", "XSY-0036"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("issues/issues.jsonl");
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+            let store = Store::new(&path);
+            let steps: [&Step; 6] = [
+                &|tx| tx.append(record("N-1")),
+                &|tx| {
+                    tx.append(record("N-2"))?;
+                    tx.append(record("N-3"))
+                },
+                &|tx| {
+                    tx.modify(first, |r| {
+                        r.insert("title".into(), "a much longer title than before".into());
+                        Ok(())
+                    })
+                    .map(drop)
+                },
+                &|tx| tx.remove("N-3"),
+                &|tx| {
+                    tx.remove("N-2")?;
+                    tx.append(record("N-4"))
+                },
+                &|tx| {
+                    tx.remove(last)?;
+                    tx.modify("N-1", |r| {
+                        r.insert("title".into(), "x".into());
+                        Ok(())
+                    })
+                    .map(drop)
+                },
+            ];
+            for (n, step) in steps.iter().enumerate() {
+                store.transact(|tx| step(tx)).unwrap();
+                let indexed = load(store.state_dir(), &path)
+                    .unwrap_or_else(|| panic!("index current after step {n}"));
+                let scanned = Document::scan(&path, DEFAULT_MAX_RECORD_BYTES).unwrap();
+                assert_eq!(summary(&indexed), summary(&scanned), "step {n}");
+            }
+            let written = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(written.ends_with('\n'), text.ends_with('\n'));
+        }
     }
 }

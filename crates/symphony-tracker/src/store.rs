@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::document::{DEFAULT_MAX_RECORD_BYTES, Document};
+use crate::document::{DEFAULT_MAX_RECORD_BYTES, Document, IdTable, Line, Terminator};
 use crate::durable::{self, FileStamp, Segment};
 use crate::error::{Result, TrackerError};
 use crate::heads::{self, Heads};
@@ -389,6 +389,14 @@ impl<'d> Transaction<'d> {
             (_, stamp) => {
                 index::discard(state_dir);
                 durable::replace(path, &rendering.segments(), stamp)?;
+                // The file is written: refreshing the index may only drop it, never fail.
+                let rewritten = FileStamp::current(path)
+                    .ok()
+                    .flatten()
+                    .and_then(|now| rendering.skeleton_after(&self, now));
+                if let Some(skeleton) = rewritten {
+                    index::save(state_dir, &skeleton);
+                }
             }
         }
         Ok(rendering.report)
@@ -412,6 +420,10 @@ struct Rendering<'t> {
     pieces: Vec<Piece>,
     /// Set when the only change is appended records: the bytes to append.
     append_tail: Option<Vec<u8>>,
+    /// Length of each changed line as rendered, by line index.
+    changed_lengths: BTreeMap<usize, usize>,
+    /// Length of each appended line as rendered, in order.
+    appended_lengths: Vec<usize>,
     report: WriteReport,
 }
 
@@ -425,6 +437,7 @@ impl<'t> Rendering<'t> {
         let document = transaction.document;
         let mut pieces = Vec::new();
         let mut report = WriteReport::default();
+        let mut changed_lengths = BTreeMap::new();
         let mut cursor = 0;
         for (&index, edit) in &transaction.edits {
             let line = document.lines()[index];
@@ -438,12 +451,9 @@ impl<'t> Rendering<'t> {
                 Edit::Changed { current, .. } => {
                     pieces.push(Piece::Original(cursor..line.start));
                     let style = JsonStyle::detect_line(document.line_text(index), document.style());
-                    pieces.push(Piece::New(render_line(
-                        document.path(),
-                        index,
-                        style,
-                        current,
-                    )?));
+                    let rendered = render_line(document.path(), index, style, current)?;
+                    changed_lengths.insert(index, rendered.len());
+                    pieces.push(Piece::New(rendered));
                     cursor = line.end; // the original terminator follows
                     report.changed.extend(string_id(current));
                 }
@@ -453,7 +463,8 @@ impl<'t> Rendering<'t> {
         if !document.ends_with_newline() && transaction.appended.is_empty() {
             trim_final_newline(document, &mut pieces);
         }
-        let append_tail = Self::tail_of(transaction, &mut report)?;
+        let mut appended_lengths = Vec::with_capacity(transaction.appended.len());
+        let append_tail = Self::tail_of(transaction, &mut report, &mut appended_lengths)?;
         let only_appends = report.changed.is_empty() && report.removed.is_empty();
         report.written = !(only_appends && append_tail.is_none());
         let append_tail = match append_tail {
@@ -468,12 +479,18 @@ impl<'t> Rendering<'t> {
             document,
             pieces,
             append_tail,
+            changed_lengths,
+            appended_lengths,
             report,
         })
     }
 
     /// The appended records in the file's style, keeping its trailing-newline convention.
-    fn tail_of(transaction: &Transaction<'_>, report: &mut WriteReport) -> Result<Option<Vec<u8>>> {
+    fn tail_of(
+        transaction: &Transaction<'_>,
+        report: &mut WriteReport,
+        lengths: &mut Vec<usize>,
+    ) -> Result<Option<Vec<u8>>> {
         let document = transaction.document;
         if transaction.appended.is_empty() {
             return Ok(None);
@@ -494,12 +511,9 @@ impl<'t> Rendering<'t> {
         let last = transaction.appended.len() - 1;
         for (at, record) in transaction.appended.iter().enumerate() {
             let index = document.lines().len() + at;
-            tail.extend(render_line(
-                document.path(),
-                index,
-                document.style(),
-                record,
-            )?);
+            let rendered = render_line(document.path(), index, document.style(), record)?;
+            lengths.push(rendered.len());
+            tail.extend(rendered);
             if trailing || at < last {
                 tail.extend_from_slice(newline);
             }
@@ -528,6 +542,76 @@ impl<'t> Rendering<'t> {
 
     fn tail(&self) -> Option<&[u8]> {
         self.append_tail.as_deref()
+    }
+
+    /// The skeleton of the file as written, at `stamp`, by the same rules the pieces follow
+    /// (changed lines keep their terminators; a file without a final newline keeps having
+    /// none); `None` for a whole document.
+    fn skeleton_after(&self, transaction: &Transaction<'_>, stamp: FileStamp) -> Option<Document> {
+        let document = self.document;
+        let ids = document.skeleton_ids()?;
+        let capacity = document.lines().len() + transaction.appended.len();
+        let (mut lines, mut table) = (
+            Vec::with_capacity(capacity),
+            IdTable::with_capacity(capacity),
+        );
+        let mut at = 0;
+        for (index, line) in document.lines().iter().enumerate() {
+            let (length, id) = match (
+                transaction.edits.get(&index),
+                self.changed_lengths.get(&index),
+            ) {
+                (Some(Edit::Removed), _) => continue,
+                (Some(Edit::Changed { current, .. }), Some(&length)) => {
+                    (length, current.get("id").and_then(Value::as_str))
+                }
+                _ => (line.end - line.start, ids.get(index)),
+            };
+            lines.push(Line {
+                start: at,
+                end: at + length,
+                terminator: line.terminator,
+            });
+            table.push(id);
+            at += length + line.terminator.as_bytes().len();
+        }
+        let trailing = document.ends_with_newline();
+        if !trailing {
+            let newline = document.newline();
+            if let Some(last) = lines.last_mut() {
+                if transaction.appended.is_empty() {
+                    at -= last.terminator.as_bytes().len();
+                    last.terminator = Terminator::None;
+                } else if last.terminator == Terminator::None {
+                    last.terminator = newline;
+                    at += newline.as_bytes().len();
+                }
+            }
+        }
+        let count = self.appended_lengths.len();
+        for (n, (&length, id)) in self
+            .appended_lengths
+            .iter()
+            .zip(transaction.appended_ids())
+            .enumerate()
+        {
+            let terminator = if trailing || n + 1 < count {
+                document.newline()
+            } else {
+                Terminator::None
+            };
+            lines.push(Line {
+                start: at,
+                end: at + length,
+                terminator,
+            });
+            table.push(Some(id));
+            at += length + terminator.as_bytes().len();
+        }
+        let complete = table.len() == lines.len() && at as u64 == stamp.len();
+        complete.then(|| {
+            Document::from_skeleton(document.path(), lines, table, document.style(), stamp)
+        })
     }
 }
 
