@@ -110,7 +110,17 @@ fn duplicate_ids_unknown_states_and_cycles_are_all_reported() {
         out.contains("blocked_by cycle: XSY-0003 → XSY-0006 → XSY-0003"),
         "{out}"
     );
-    // Commands refuse to guess which duplicate is meant.
+    // Commands refuse to guess which duplicate is meant, and write nothing.
+    let before = project.content();
+    let run = project
+        .run(&["issues", "update", "XSY-0011", "--priority", "1"])
+        .expect(1);
+    assert!(
+        run.stderr().contains(":37: duplicate id \"XSY-0011\""),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(project.content(), before);
     let run = project.run(&["issues", "show", "XSY-0011"]).expect(1);
     assert!(
         run.stderr()

@@ -561,9 +561,9 @@ fn renumber(
         .iter()
         .flat_map(|records| records.order().map(str::to_string))
         .collect();
-    let scheme = ids.scheme(taken.iter().map(String::as_str))?;
+    let scheme = ids.scheme(taken.iter())?;
     for old in clashes {
-        let new = scheme.next(&taken.iter().map(String::as_str).collect());
+        let new = scheme.next(taken.iter(), |id| taken.contains(id));
         let mut record = theirs.record(old)?;
         record.insert("id".into(), new.clone().into());
         if record.contains_key("identifier") {

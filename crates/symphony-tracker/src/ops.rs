@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::claims::{self, ClaimDecision};
 use crate::error::{Result, TrackerError};
-use crate::ids::{self, IdConfig};
+use crate::ids::IdConfig;
 use crate::model::{Claim, Handoff, Shard, format_timestamp, parse_timestamp};
 use crate::states::StateConfig;
 use crate::store::Transaction;
@@ -81,7 +81,7 @@ pub struct IssueUpdate {
 /// The record is written in schema order with `created_at` = `updated_at` = `now`.
 /// Errors: [`TrackerError::Rejected`] for a blank title, a priority outside 0..=4, an unknown
 /// or terminal state, or a blocker that is neither in the file nor external;
-/// [`TrackerError::DuplicateId`] when the file already holds an id twice;
+/// [`TrackerError::DuplicateId`] when the new id exists;
 /// [`TrackerError::NoIdPrefix`] when no prefix is configured or inferable.
 pub fn create(
     tx: &mut Transaction<'_>,
@@ -91,16 +91,18 @@ pub fn create(
     now: OffsetDateTime,
 ) -> Result<String> {
     let document = tx.document();
-    let mut taken: HashSet<Cow<'_, str>> = HashSet::with_capacity(document.lines().len() + 1);
-    for (index, _) in document.record_lines() {
-        if !taken.insert(document.id_of(index)?) {
-            ids::unique_ids(document)?; // names both lines
-        }
-    }
-    taken.extend(tx.appended_ids().map(|id| Cow::Owned(id.to_string())));
+    let appended: Vec<String> = tx.appended_ids().map(str::to_string).collect();
+    let ids = || {
+        let in_file = document
+            .record_lines()
+            .filter_map(|(index, _)| document.id_of(index).ok());
+        in_file.chain(appended.iter().map(|id| Cow::Borrowed(id.as_str())))
+    };
+    // An id defined twice is refused when a transaction touches it; the new id is checked
+    // against every id by the append itself.
     let id = id_config
-        .scheme(taken.iter().map(|id| id.as_ref()))?
-        .next(&taken);
+        .scheme(ids())?
+        .next(ids(), |candidate| ids().any(|id| id == candidate));
     let reject = |message: String| rejected(&id, message);
     if issue.title.trim().is_empty() {
         return Err(reject("a title is required".into()));

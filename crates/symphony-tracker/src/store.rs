@@ -296,15 +296,24 @@ impl<'d> Transaction<'d> {
                 return Ok(Some(Slot::Line(index)));
             }
         }
+        // Every line is looked at: an id defined twice is refused rather than guessing which
+        // record is meant (`symphony validate` lists every duplicate).
+        let mut found = None;
         for (index, _) in self.document.record_lines() {
-            if self.edits.contains_key(&index) {
+            if self.edits.contains_key(&index) || self.document.id_of(index)? != id {
                 continue;
             }
-            if self.document.id_of(index)? == id {
-                return Ok(Some(Slot::Line(index)));
+            if let Some(first) = found {
+                return Err(TrackerError::DuplicateId {
+                    path: self.document.path().to_path_buf(),
+                    line: index + 1,
+                    first_line: first + 1,
+                    id: id.to_string(),
+                });
             }
+            found = Some(index);
         }
-        Ok(None)
+        Ok(found.map(Slot::Line))
     }
 
     fn slot_mut(&mut self, id: &str, slot: Slot) -> Result<&mut Map<String, Value>> {
@@ -840,6 +849,29 @@ mod tests {
             std::fs::read_to_string(store.path()).unwrap(),
             "{\"id\":\"A-1\"}\n{\"id\":\"A-3\",\"title\":\"t é\"}"
         );
+    }
+
+    #[test]
+    fn an_id_defined_twice_is_never_edited() {
+        let text = format!("{COMPACT}{}\n", COMPACT.lines().nth(4).unwrap());
+        let (_dir, store) = store_with(&text);
+        let err = store
+            .transact(|tx| tx.modify("XSY-0005", set("priority", 1)))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TrackerError::DuplicateId {
+                    line: 37,
+                    first_line: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        store
+            .transact(|tx| tx.modify("XSY-0006", set("priority", 1)))
+            .unwrap();
     }
 
     #[test]
