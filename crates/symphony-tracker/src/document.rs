@@ -97,6 +97,16 @@ impl IdTable {
         }));
     }
 
+    /// A table over `text`, each line's id being the given byte range of it; `None` if a
+    /// range is not within `text` on character boundaries.
+    pub(crate) fn over(text: String, spans: Vec<Option<(usize, usize)>>) -> Option<IdTable> {
+        let valid = spans
+            .iter()
+            .flatten()
+            .all(|&(start, end)| text.get(start..end).is_some());
+        valid.then_some(IdTable { text, spans })
+    }
+
     /// Adds every line of `other` after these.
     pub(crate) fn append(&mut self, other: &IdTable) {
         for index in 0..other.len() {

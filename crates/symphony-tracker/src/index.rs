@@ -27,7 +27,8 @@ pub(crate) fn load(state_dir: &Path, path: &Path) -> Option<Document> {
     let text = std::fs::read_to_string(state_dir.join(INDEX_FILE)).ok()?;
     let current = FileStamp::current(path).ok()??;
     let mut rows = text.split_terminator('\n');
-    if rows.next()? != HEADER || rows.next()? != key(path)? {
+    let (header, key_row) = (rows.next()?, rows.next()?);
+    if header != HEADER || key_row != key(path)? {
         return None;
     }
     let (stamp, style, count) = trailer(rows.next_back()?)?;
@@ -35,29 +36,33 @@ pub(crate) fn load(state_dir: &Path, path: &Path) -> Option<Document> {
         return None;
     }
     let mut lines = Vec::with_capacity(count);
-    let mut ids = IdTable::with_capacity(count);
+    let mut spans = Vec::with_capacity(count);
+    // Ids stay where they are in the index text: the table is built over it, not copied.
+    let mut offset = header.len() + key_row.len() + 2;
     let mut start = 0;
     for row in rows {
-        let (length, rest) = row.split_once(' ')?;
-        let (terminator, id) = rest.split_once(' ')?;
-        let end = start + length.parse::<usize>().ok()?;
-        let terminator = match terminator {
-            "n" => Terminator::Lf,
-            "r" => Terminator::CrLf,
-            "-" => Terminator::None,
+        let space = memchr::memchr(b' ', row.as_bytes())?;
+        let length: usize = row[..space].parse().ok()?;
+        let terminator = match row.as_bytes().get(space + 1..space + 3)? {
+            b"n " => Terminator::Lf,
+            b"r " => Terminator::CrLf,
+            b"- " => Terminator::None,
             _ => return None,
         };
+        let id = (space + 3, row.len());
+        spans.push((&row[id.0..] != "-").then_some((offset + id.0, offset + id.1)));
         lines.push(Line {
             start,
-            end,
+            end: start + length,
             terminator,
         });
-        ids.push((id != "-").then_some(id));
-        start = end + terminator.as_bytes().len();
+        start += length + terminator.as_bytes().len();
+        offset += row.len() + 1;
     }
     if lines.len() != count || start as u64 != stamp.len() {
         return None;
     }
+    let ids = IdTable::over(text, spans)?;
     Some(Document::from_skeleton(path, lines, ids, style, stamp))
 }
 
