@@ -49,9 +49,10 @@ impl Heads {
 /// [`TrackerError::InvalidUtf8`], [`TrackerError::Json`] or [`TrackerError::Record`].
 pub fn scan(path: &Path, max_record_bytes: usize) -> Result<Heads> {
     let reserve = |bytes: u64| {
-        // Reserved, not touched: only the pages the heads fill are ever faulted in (one head
-        // per 256 bytes of file is more than any real issue file has).
-        let expected = usize::try_from(bytes / 256).unwrap_or(0) + 16;
+        // Reserved, not touched: only the pages the heads fill are ever faulted in. A record
+        // with the required fields takes over 250 bytes and real ones 1–20 KB, so one head
+        // per 512 bytes rarely needs to grow (and growing is only slower).
+        let expected = usize::try_from(bytes / 512).unwrap_or(0) + 16;
         Heads {
             heads: Vec::with_capacity(expected),
             lines: Vec::with_capacity(expected),
