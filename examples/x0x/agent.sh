@@ -55,7 +55,7 @@ cd ..
 
 summary="Wrote notes/$ident.md restating \"$title\" on branch symphony/$ident (commit $commit)."
 number=$((10#${ident##*-}))
-if (( number % 2 == 1 )) && "$symphony" issues handoff --help >/dev/null 2>&1; then
+if (( number % 2 == 1 )); then
   "$symphony" issues handoff "$id" --workflow "$SYMPHONY_WORKFLOW" \
     --summary "$summary" \
     --changed "$files" \
@@ -64,9 +64,6 @@ if (( number % 2 == 1 )) && "$symphony" issues handoff --help >/dev/null 2>&1; t
     --follow-up "Implement the issue itself; the note only restates it."
   echo "agent: handed off $ident with symphony issues handoff"
 else
-  if (( number % 2 == 1 )); then
-    echo "agent: this symphony build has no 'issues handoff'; writing the handoff file instead"
-  fi
   mkdir -p .symphony
   cat > .symphony/handoff.json <<JSON
 {

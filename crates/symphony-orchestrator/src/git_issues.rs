@@ -44,7 +44,7 @@ impl TrackerSettings {
     /// The settings of `config`.
     pub fn of(config: &ServiceConfig) -> Self {
         TrackerSettings {
-            states: config.tracker.states(),
+            states: config.tracker.states.clone(),
             claim_ttl_ms: config.claims.ttl_ms,
             required_labels: config.tracker.required_labels.clone(),
             commit: config.tracker.commit,

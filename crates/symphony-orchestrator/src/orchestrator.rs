@@ -300,7 +300,7 @@ fn worker_env(
 
 /// SPEC §8.6: removes the workspaces of terminal issues; failures are warnings.
 async fn startup_cleanup(tracker: &Arc<GitIssues>, workflow: &Workflow, options: &RunOptions) {
-    let terminal = workflow.config.tracker.terminal_states.clone();
+    let terminal = workflow.config.tracker.states.terminal.clone();
     let issues = match tracker
         .blocking(move |t| t.fetch_issues_by_states(&terminal))
         .await

@@ -36,13 +36,13 @@ fn spec_17_1_fixture_workflow_loads_with_its_settings() {
     let c = &wf.config;
     assert_eq!(c.tracker.kind.as_deref(), Some("git_issues"));
     assert_eq!(c.tracker.path, fixture("issues/issues.jsonl"));
-    assert_eq!(c.tracker.active_states, ["todo", "in_progress"]);
+    assert_eq!(c.tracker.states.active, ["todo", "in_progress"]);
     assert_eq!(
-        c.tracker.terminal_states,
+        c.tracker.states.terminal,
         ["done", "cancelled", "duplicate"]
     );
-    assert_eq!(c.tracker.review_states, ["review"]);
-    assert_eq!(c.tracker.blocked_states, ["blocked"]);
+    assert_eq!(c.tracker.states.review, ["review"]);
+    assert_eq!(c.tracker.states.blocked, ["blocked"]);
     assert_eq!(c.tracker.id_prefix.as_deref(), Some("XSY"));
     assert_eq!(c.polling.interval_ms, 30_000);
     let home = std::env::var("HOME").unwrap();

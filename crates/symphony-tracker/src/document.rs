@@ -6,13 +6,15 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
 use crate::durable::FileStamp;
 use crate::error::{Result, TrackerError};
-use crate::json_style::JsonStyle;
+use crate::json_style::{JsonStyle, StyleEvidence};
 use crate::model::IssueHead;
+use crate::scan::ScannedLine;
 
 /// Default limit on one record's line, in bytes. The largest record in the fixtures is 18 KB;
 /// 8 MiB leaves room for any real handoff while refusing runaway lines with a clear error.
@@ -51,14 +53,88 @@ pub struct Line {
     pub terminator: Terminator,
 }
 
-/// The issues file, read whole and split into lines.
+/// The issues file split into lines: read whole ([`Document::read`], [`Document::parse`]), or
+/// as a skeleton ([`Document::scan`]) that knows every line's position and record id and
+/// reads a record's line only when it is asked for.
+///
+/// Line offsets ([`Line::start`], [`Line::end`]) are offsets into the file in both cases.
 #[derive(Debug, Clone)]
 pub struct Document {
     path: PathBuf,
+    /// The whole file; empty for a skeleton.
     text: String,
     lines: Vec<Line>,
-    style: JsonStyle,
+    /// Detected on first use: reads never need it, and detection scans the whole text.
+    style: OnceLock<JsonStyle>,
     stamp: Option<FileStamp>,
+    skeleton: Option<Skeleton>,
+}
+
+/// The record id of each line of a skeleton, kept in one string (a skeleton of 100k lines
+/// would otherwise cost 100k allocations).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdTable {
+    text: String,
+    /// Per line: the id's byte range in `text`; `None` for blank lines.
+    spans: Vec<Option<(usize, usize)>>,
+}
+
+impl IdTable {
+    /// An empty table with room for `lines` lines.
+    pub(crate) fn with_capacity(lines: usize) -> IdTable {
+        IdTable {
+            text: String::with_capacity(lines * 12),
+            spans: Vec::with_capacity(lines),
+        }
+    }
+
+    /// Adds the next line's id (`None`: a blank line).
+    pub(crate) fn push(&mut self, id: Option<&str>) {
+        self.spans.push(id.map(|id| {
+            let start = self.text.len();
+            self.text.push_str(id);
+            (start, self.text.len())
+        }));
+    }
+
+    /// A table over `text`, each line's id being the given byte range of it; `None` if a
+    /// range is not within `text` on character boundaries.
+    pub(crate) fn over(text: String, spans: Vec<Option<(usize, usize)>>) -> Option<IdTable> {
+        let valid = spans
+            .iter()
+            .flatten()
+            .all(|&(start, end)| text.get(start..end).is_some());
+        valid.then_some(IdTable { text, spans })
+    }
+
+    /// Adds every line of `other` after these.
+    pub(crate) fn append(&mut self, other: &IdTable) {
+        for index in 0..other.len() {
+            self.push(other.get(index));
+        }
+    }
+
+    /// The id of line `index`.
+    pub(crate) fn get(&self, index: usize) -> Option<&str> {
+        let (start, end) = (*self.spans.get(index)?)?;
+        self.text.get(start..end)
+    }
+
+    /// Number of lines.
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+}
+
+/// What a skeleton holds instead of the text.
+#[derive(Debug, Clone)]
+struct Skeleton {
+    ids: IdTable,
+    /// The lines read so far, one slot per line, allocated when the first line is read (an
+    /// append reads none).
+    loaded: OnceLock<Vec<OnceLock<String>>>,
+    /// The file, opened when the first line is read.
+    file: OnceLock<std::sync::Arc<std::fs::File>>,
 }
 
 impl Document {
@@ -93,13 +169,148 @@ impl Document {
         let lines = split_lines(text.as_bytes());
         let document = Document {
             path: path.to_path_buf(),
-            style: JsonStyle::detect_file(&text),
+            style: OnceLock::new(),
             text,
             lines,
             stamp: None,
+            skeleton: None,
         };
         document.check_lines(max_record_bytes)?;
         Ok(document)
+    }
+
+    /// The skeleton of the file at `path`: streamed once ([`crate::scan`]) to check every
+    /// line as [`Document::parse`] does and to note each line's position, terminator and
+    /// record id, and the file's style; record lines are read again only when asked for. For
+    /// transactions over a large file that touch a few records, this avoids holding the file
+    /// in memory at all: unchanged lines are copied file to file when it is rewritten.
+    ///
+    /// [`Document::text`] is empty and [`Document::line_text`] is empty for lines not yet
+    /// read; [`Document::record`], [`Document::head`] and [`Document::heads`] read what they
+    /// need. Errors: as [`Document::read`].
+    pub fn scan(path: &Path, max_record_bytes: usize) -> Result<Document> {
+        #[derive(Default)]
+        struct Part {
+            lines: Vec<Line>,
+            ids: IdTable,
+            evidence: StyleEvidence,
+        }
+        let visit = |part: &mut Part, line: ScannedLine<'_>| {
+            let start = usize::try_from(line.start).unwrap_or(usize::MAX);
+            part.lines.push(Line {
+                start,
+                end: start + line.content.len(),
+                terminator: line.terminator,
+            });
+            if line.content.trim().is_empty() {
+                part.ids.push(None);
+            } else {
+                part.evidence.add_line(line.content);
+                part.ids.push(Some(&id_in(path, line.index, line.content)?));
+            }
+            Ok(())
+        };
+        let scanned = crate::scan::scan(path, max_record_bytes, |_| Part::default(), visit)?;
+        let mut whole = Part {
+            lines: Vec::with_capacity(scanned.lines),
+            ids: IdTable::with_capacity(scanned.lines),
+            evidence: StyleEvidence::default(),
+        };
+        for (_, part) in scanned.parts {
+            whole.lines.extend(part.lines);
+            whole.ids.append(&part.ids);
+            whole.evidence = whole.evidence.then(part.evidence);
+        }
+        Ok(Document::from_skeleton(
+            path,
+            whole.lines,
+            whole.ids,
+            whole.evidence.style(),
+            scanned.stamp,
+        ))
+    }
+
+    /// Whether this is a skeleton ([`Document::scan`]): the text is not held.
+    pub fn is_skeleton(&self) -> bool {
+        self.skeleton.is_some()
+    }
+
+    /// A skeleton from its parts (as [`crate::index`] stores them): each line's position and
+    /// terminator, each record line's id, the file's style and the version they describe.
+    pub(crate) fn from_skeleton(
+        path: &Path,
+        lines: Vec<Line>,
+        ids: IdTable,
+        style: JsonStyle,
+        stamp: FileStamp,
+    ) -> Document {
+        let loaded = OnceLock::new();
+        Document {
+            path: path.to_path_buf(),
+            text: String::new(),
+            lines,
+            style: OnceLock::from(style),
+            stamp: Some(stamp),
+            skeleton: Some(Skeleton {
+                ids,
+                loaded,
+                file: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The record id of each line of a skeleton (`None` for blank lines).
+    pub(crate) fn skeleton_ids(&self) -> Option<&IdTable> {
+        self.skeleton.as_ref().map(|skeleton| &skeleton.ids)
+    }
+
+    /// The content of line `index`, read from the file first for a skeleton.
+    fn content(&self, index: usize) -> Result<&str> {
+        let Some(skeleton) = &self.skeleton else {
+            return Ok(self.line_text(index));
+        };
+        let slots = skeleton
+            .loaded
+            .get_or_init(|| (0..self.lines.len()).map(|_| OnceLock::new()).collect());
+        let (Some(line), Some(slot)) = (self.lines.get(index), slots.get(index)) else {
+            return Ok("");
+        };
+        if let Some(text) = slot.get() {
+            return Ok(text);
+        }
+        // The terminator is read too: with the id, it shows the line is still where the
+        // skeleton says, even after an in-place edit that kept the file's length and time.
+        let terminator = line.terminator.as_bytes();
+        let mut bytes = vec![0u8; line.end - line.start + terminator.len()];
+        let file = match skeleton.file.get() {
+            Some(file) => file,
+            None => {
+                let file =
+                    std::fs::File::open(&self.path).map_err(|e| TrackerError::io(&self.path, e))?;
+                skeleton.file.get_or_init(|| std::sync::Arc::new(file))
+            }
+        };
+        std::os::unix::fs::FileExt::read_exact_at(&**file, &mut bytes, line.start as u64)
+            .map_err(|e| TrackerError::io(&self.path, e))?;
+        let moved = || TrackerError::ConcurrentModification {
+            path: self.path.clone(),
+        };
+        if !bytes.ends_with(terminator) {
+            return Err(moved());
+        }
+        bytes.truncate(line.end - line.start);
+        let text = String::from_utf8(bytes).map_err(|e| {
+            invalid_utf8(
+                &self.path,
+                index,
+                &e.as_bytes()[..e.utf8_error().valid_up_to()],
+            )
+        })?;
+        let expected = skeleton.ids.get(index);
+        if id_in(&self.path, index, &text).ok().as_deref() != expected {
+            return Err(moved());
+        }
+        Ok(slot.get_or_init(|| text))
     }
 
     fn check_lines(&self, max_record_bytes: usize) -> Result<()> {
@@ -124,7 +335,7 @@ impl Document {
         self.stamp
     }
 
-    /// The whole text.
+    /// The whole text; empty for a skeleton ([`Document::scan`]).
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -134,23 +345,39 @@ impl Document {
         &self.lines
     }
 
-    /// Content of the line at `index` (0-based), terminator excluded.
+    /// Content of the line at `index` (0-based), terminator excluded; for a skeleton, empty
+    /// until the line was read (by [`Document::record`] or [`Document::head`]).
     pub fn line_text(&self, index: usize) -> &str {
-        self.lines
-            .get(index)
-            .map_or("", |line| &self.text[line.start..line.end])
+        match &self.skeleton {
+            Some(skeleton) => skeleton
+                .loaded
+                .get()
+                .and_then(|slots| slots.get(index))
+                .and_then(OnceLock::get)
+                .map_or("", String::as_str),
+            None => self
+                .lines
+                .get(index)
+                .map_or("", |line| &self.text[line.start..line.end]),
+        }
     }
 
     /// The file's detected serialization style.
     pub fn style(&self) -> JsonStyle {
-        self.style
+        *self
+            .style
+            .get_or_init(|| JsonStyle::detect_file(&self.text))
     }
 
-    /// `(index, content)` of every line holding a record; blank lines are skipped.
+    /// `(index, content)` of every line holding a record; blank lines are skipped. For a
+    /// skeleton the content is [`Document::line_text`]'s.
     pub fn record_lines(&self) -> impl Iterator<Item = (usize, &str)> {
-        self.lines.iter().enumerate().filter_map(|(index, line)| {
-            let content = &self.text[line.start..line.end];
-            (!content.trim().is_empty()).then_some((index, content))
+        (0..self.lines.len()).filter_map(|index| {
+            let is_record = match &self.skeleton {
+                Some(skeleton) => skeleton.ids.get(index).is_some(),
+                None => !self.line_text(index).trim().is_empty(),
+            };
+            is_record.then(|| (index, self.line_text(index)))
         })
     }
 
@@ -177,36 +404,31 @@ impl Document {
 
     /// Parses the record on line `index` into its JSON map.
     pub fn record(&self, index: usize) -> Result<Map<String, Value>> {
-        parse_record(&self.path, index + 1, self.line_text(index))
+        parse_record(&self.path, index + 1, self.content(index)?)
     }
 
     /// Parses the scheduling fields of the record on line `index`.
     pub fn head(&self, index: usize) -> Result<IssueHead<'_>> {
-        parse_head(&self.path, index + 1, self.line_text(index))
+        parse_head(&self.path, index + 1, self.content(index)?)
     }
 
     /// The scheduling fields of every record, in file order.
     pub fn heads(&self) -> Result<Vec<IssueHead<'_>>> {
         self.record_lines()
-            .map(|(index, content)| parse_head(&self.path, index + 1, content))
+            .map(|(index, _)| self.head(index))
             .collect()
     }
 
     /// The id of the record on line `index`, read without parsing the whole record when the
     /// line starts with `{"id": "..."` (every tool we know writes `id` first).
     pub fn id_of(&self, index: usize) -> Result<Cow<'_, str>> {
-        let content = self.line_text(index);
-        if let Some(id) = leading_id(content) {
-            return Ok(Cow::Borrowed(id));
+        match &self.skeleton {
+            Some(skeleton) => match skeleton.ids.get(index) {
+                Some(id) => Ok(Cow::Borrowed(id)),
+                None => id_in(&self.path, index, ""),
+            },
+            None => id_in(&self.path, index, self.line_text(index)),
         }
-        #[derive(serde::Deserialize)]
-        struct IdOnly<'a> {
-            #[serde(borrow)]
-            id: Cow<'a, str>,
-        }
-        let parsed: IdOnly<'_> = serde_json::from_str(content)
-            .map_err(|e| json_error(&self.path, index + 1, content, &e))?;
-        Ok(parsed.id)
     }
 
     /// Line index of the record with `id`, if any.
@@ -289,6 +511,22 @@ fn conflict_marker(line: &[u8]) -> Option<&'static str> {
             line.strip_prefix(marker.as_bytes())
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with(b" "))
         })
+}
+
+/// The id of the record `content` on line `index` (0-based): read from the first bytes when
+/// the line starts with `{"id": "..."` (every tool we know writes `id` first), else parsed.
+fn id_in<'c>(path: &Path, index: usize, content: &'c str) -> Result<Cow<'c, str>> {
+    if let Some(id) = leading_id(content) {
+        return Ok(Cow::Borrowed(id));
+    }
+    #[derive(serde::Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+    }
+    let parsed: IdOnly<'_> =
+        serde_json::from_str(content).map_err(|e| json_error(path, index + 1, content, &e))?;
+    Ok(parsed.id)
 }
 
 /// `{"id": "X"` or `{"id":"X"` at the start of a line, with no escapes in `X`.

@@ -56,6 +56,23 @@ impl FileStamp {
         self.len
     }
 
+    /// The stamp as four space-separated numbers, for caches keyed by file version.
+    pub(crate) fn encode(&self) -> String {
+        format!("{} {} {} {}", self.dev, self.ino, self.len, self.mtime_ns)
+    }
+
+    /// A stamp [`FileStamp::encode`] wrote.
+    pub(crate) fn decode(text: &str) -> Option<FileStamp> {
+        let mut parts = text.split(' ');
+        let stamp = FileStamp {
+            dev: parts.next()?.parse().ok()?,
+            ino: parts.next()?.parse().ok()?,
+            len: parts.next()?.parse().ok()?,
+            mtime_ns: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(stamp)
+    }
+
     /// Whether the file was empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -72,15 +89,36 @@ fn ensure_unchanged(path: &Path, expected: Option<FileStamp>) -> Result<()> {
     }
 }
 
+/// A piece of a file being written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment<'a> {
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// This byte range of the file being replaced, copied file to file (in the kernel, with
+    /// `copy_file_range`, where the file system allows).
+    Original(std::ops::Range<u64>),
+}
+
+impl Segment<'_> {
+    /// Whether the segment has no bytes.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Segment::Bytes(bytes) => bytes.is_empty(),
+            Segment::Original(range) => range.start >= range.end,
+        }
+    }
+}
+
 /// Atomically replaces `path` with the concatenation of `segments`, keeping the file's
 /// permissions. `expected` is the stamp of the version that was read (`None`: the file must
-/// not exist yet). Nothing is written when the check fails.
-pub fn replace(path: &Path, segments: &[&[u8]], expected: Option<FileStamp>) -> Result<()> {
+/// not exist yet); [`Segment::Original`] ranges are copied from that version. Nothing is
+/// written when the check fails.
+pub fn replace(path: &Path, segments: &[Segment<'_>], expected: Option<FileStamp>) -> Result<()> {
     ensure_unchanged(path, expected)?;
     let dir = parent_dir(path);
     let temp = temp_path(path);
     let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
-    let result = write_temp(&temp, segments, mode).and_then(|()| {
+    let result = write_temp(path, &temp, segments, mode).and_then(|()| {
         ensure_unchanged(path, expected)?;
         std::fs::rename(&temp, path).map_err(|e| TrackerError::io(path, e))?;
         sync_dir(&dir)
@@ -91,7 +129,7 @@ pub fn replace(path: &Path, segments: &[&[u8]], expected: Option<FileStamp>) -> 
     result
 }
 
-fn write_temp(temp: &Path, segments: &[&[u8]], mode: u32) -> Result<()> {
+fn write_temp(source: &Path, temp: &Path, segments: &[Segment<'_>], mode: u32) -> Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -100,8 +138,46 @@ fn write_temp(temp: &Path, segments: &[&[u8]], mode: u32) -> Result<()> {
         .map_err(|e| TrackerError::io(temp, e))?;
     file.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(|e| TrackerError::io(temp, e))?;
-    write_all_vectored(&mut file, segments).map_err(|e| TrackerError::io(temp, e))?;
+    let mut original = None;
+    for run in segments.chunk_by(|a, b| matches!((a, b), (Segment::Bytes(_), Segment::Bytes(_)))) {
+        match run {
+            [Segment::Original(range)] => {
+                let original = match &mut original {
+                    Some(original) => original,
+                    None => original
+                        .insert(File::open(source).map_err(|e| TrackerError::io(source, e))?),
+                };
+                copy_range(original, range, &mut file).map_err(|e| TrackerError::io(source, e))?;
+            }
+            bytes => {
+                let slices: Vec<&[u8]> = bytes
+                    .iter()
+                    .filter_map(|segment| match segment {
+                        Segment::Bytes(bytes) => Some(*bytes),
+                        Segment::Original(_) => None,
+                    })
+                    .collect();
+                write_all_vectored(&mut file, &slices).map_err(|e| TrackerError::io(temp, e))?;
+            }
+        }
+    }
     file.sync_all().map_err(|e| TrackerError::io(temp, e))
+}
+
+/// Copies `range` of `source` to the end of `target`; fails if `source` is shorter.
+fn copy_range(
+    source: &mut File,
+    range: &std::ops::Range<u64>,
+    target: &mut File,
+) -> std::io::Result<()> {
+    std::io::Seek::seek(source, std::io::SeekFrom::Start(range.start))?;
+    let wanted = range.end - range.start;
+    let copied = std::io::copy(&mut std::io::Read::take(&*source, wanted), target)?;
+    if copied == wanted {
+        Ok(())
+    } else {
+        Err(std::io::ErrorKind::UnexpectedEof.into())
+    }
 }
 
 fn write_all_vectored(file: &mut File, segments: &[&[u8]]) -> std::io::Result<()> {
@@ -271,7 +347,12 @@ mod tests {
         let path = dir.path().join("issues.jsonl");
         std::fs::write(&path, "old\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        replace(&path, &[b"a\n", b"b\n"], Some(stamp(&path))).unwrap();
+        replace(
+            &path,
+            &[Segment::Bytes(b"a\n"), Segment::Bytes(b"b\n")],
+            Some(stamp(&path)),
+        )
+        .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -286,7 +367,7 @@ mod tests {
         std::fs::write(&path, "old\n").unwrap();
         let read = stamp(&path);
         std::fs::write(&path, "edited by a human\n").unwrap();
-        let err = replace(&path, &[b"new\n"], Some(read)).unwrap_err();
+        let err = replace(&path, &[Segment::Bytes(b"new\n")], Some(read)).unwrap_err();
         assert!(matches!(err, TrackerError::ConcurrentModification { .. }));
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),

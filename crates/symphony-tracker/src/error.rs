@@ -80,7 +80,8 @@ pub enum TrackerError {
     #[error(
         "{path}:{line}: unresolved git conflict marker `{marker}`; resolve it by hand, and enable \
          the merge driver so this does not recur: `git config merge.symphony.driver \
-         \"symphony merge-driver %O %A %B\"` (see docs/merge.md)"
+         \"symphony merge-driver %O %A %B %P\"` and \
+         `issues/issues.jsonl merge=symphony` in .gitattributes (see docs/merge.md)"
     )]
     ConflictMarkers {
         /// The issues file.

@@ -10,7 +10,7 @@
 //!   branches is renumbered by the merge driver like a sequential one.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::document::Document;
 use crate::error::{Result, TrackerError};
@@ -21,8 +21,10 @@ pub const DEFAULT_WIDTH: usize = 4;
 /// Hex digits of a hash id.
 pub const HASH_DIGITS: usize = 10;
 
-/// Which kind of ids a tracker allocates (WORKFLOW.md `tracker.id_scheme`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Which kind of ids a tracker allocates (WORKFLOW.md `tracker.id_scheme`: `sequential` or
+/// `hash`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SchemeKind {
     /// `PREFIX-NNNN`, counting up.
     #[default]
@@ -42,6 +44,22 @@ impl std::str::FromStr for SchemeKind {
                 "unknown id scheme {other:?} (expected `sequential` or `hash`)"
             )),
         }
+    }
+}
+
+/// How a tracker allocates ids: WORKFLOW.md `tracker.id_scheme` and `tracker.id_prefix`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdConfig {
+    /// Sequential or hash ids.
+    pub kind: SchemeKind,
+    /// The configured prefix; inferred from the file when `None`.
+    pub prefix: Option<String>,
+}
+
+impl IdConfig {
+    /// The scheme for a file holding `existing` ids ([`IdScheme::resolve`]).
+    pub fn scheme(&self, existing: impl IntoIterator<Item = impl AsRef<str>>) -> Result<IdScheme> {
+        IdScheme::resolve(self.kind, self.prefix.as_deref(), existing)
     }
 }
 
@@ -69,10 +87,10 @@ impl IdScheme {
     ///
     /// Errors: [`TrackerError::NoIdPrefix`] when no prefix is configured and none can be
     /// inferred (an empty file without `tracker.id_prefix`).
-    pub fn resolve<'a>(
+    pub fn resolve(
         kind: SchemeKind,
         prefix: Option<&str>,
-        existing: impl IntoIterator<Item = &'a str>,
+        existing: impl IntoIterator<Item = impl AsRef<str>>,
     ) -> Result<IdScheme> {
         let inferred = infer(existing, prefix, kind);
         let prefix = match (prefix, &inferred) {
@@ -89,19 +107,25 @@ impl IdScheme {
         })
     }
 
-    /// A new id not in `taken`.
-    pub fn next(&self, taken: &HashSet<&str>) -> String {
+    /// A new id for which `taken` is false: for a sequential scheme one past the highest
+    /// number among `existing` (ids of the file with this prefix); for a hash scheme a random
+    /// one.
+    pub fn next(
+        &self,
+        existing: impl IntoIterator<Item = impl AsRef<str>>,
+        taken: impl Fn(&str) -> bool,
+    ) -> String {
         match self {
             IdScheme::Sequential { prefix, width } => {
-                let highest = taken
-                    .iter()
-                    .filter_map(|id| sequence_number(id, prefix))
+                let highest = existing
+                    .into_iter()
+                    .filter_map(|id| sequence_number(id.as_ref(), prefix))
                     .max()
                     .unwrap_or(0);
                 let mut number = highest.saturating_add(1);
                 loop {
                     let id = format!("{prefix}-{number:0width$}");
-                    if !taken.contains(id.as_str()) {
+                    if !taken(&id) {
                         return id;
                     }
                     number = number.saturating_add(1);
@@ -110,7 +134,7 @@ impl IdScheme {
             IdScheme::Hash { prefix } => loop {
                 let bits = rand::random::<u64>() >> (64 - 4 * HASH_DIGITS);
                 let id = format!("{prefix}-{bits:0HASH_DIGITS$x}");
-                if !taken.contains(id.as_str()) {
+                if !taken(&id) {
                     return id;
                 }
             },
@@ -131,8 +155,8 @@ fn sequence_number(id: &str, prefix: &str) -> Option<u64> {
 /// `PREFIX-<hex>`), or `prefix` itself when given, and the most common suffix length among
 /// its ids. Ties go to the lexicographically smaller prefix and the wider width, so the answer
 /// never depends on record order.
-fn infer<'a>(
-    ids: impl IntoIterator<Item = &'a str>,
+fn infer(
+    ids: impl IntoIterator<Item = impl AsRef<str>>,
     prefix: Option<&str>,
     kind: SchemeKind,
 ) -> Option<(String, usize)> {
@@ -140,22 +164,28 @@ fn infer<'a>(
         SchemeKind::Sequential => u8::is_ascii_digit,
         SchemeKind::Hash => u8::is_ascii_hexdigit,
     };
-    let mut counts: HashMap<&str, HashMap<usize, usize>> = HashMap::new();
+    let mut counts: HashMap<String, HashMap<usize, usize>> = HashMap::new();
     for id in ids {
-        let Some((head, suffix)) = id.rsplit_once('-') else {
+        let id = id.as_ref();
+        let split = match prefix {
+            // With the prefix known, no search for the last `-` is needed.
+            Some(prefix) => id
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .map(|suffix| (prefix, suffix)),
+            None => id.rsplit_once('-'),
+        };
+        let Some((head, suffix)) = split else {
             continue;
         };
         if head.is_empty() || suffix.is_empty() || !suffix.bytes().all(|b| suffix_byte(&b)) {
             continue;
         }
-        if prefix.is_some_and(|p| p != head) {
-            continue;
-        }
-        *counts
-            .entry(head)
-            .or_default()
-            .entry(suffix.len())
-            .or_default() += 1;
+        let widths = match counts.get_mut(head) {
+            Some(widths) => widths,
+            None => counts.entry(head.to_string()).or_default(),
+        };
+        *widths.entry(suffix.len()).or_default() += 1;
     }
     let (prefix, widths) = counts.into_iter().max_by(|(a, wa), (b, wb)| {
         let (na, nb): (usize, usize) = (wa.values().sum(), wb.values().sum());
@@ -165,7 +195,7 @@ fn infer<'a>(
         .into_iter()
         .max_by_key(|&(width, count)| (count, width))
         .map(|(width, _)| width)?;
-    Some((prefix.to_string(), width))
+    Some((prefix, width))
 }
 
 /// Every record id of `document` with its 0-based line index.
@@ -194,7 +224,10 @@ pub fn unique_ids(document: &Document) -> Result<HashMap<Cow<'_, str>, usize>> {
 mod tests {
     use super::*;
     use crate::document::DEFAULT_MAX_RECORD_BYTES;
+    use std::collections::HashSet;
     use std::path::Path;
+
+    const NO_IDS: [&str; 0] = [];
 
     fn set<'a>(ids: &[&'a str]) -> HashSet<&'a str> {
         ids.iter().copied().collect()
@@ -211,21 +244,23 @@ mod tests {
                 width: 4
             }
         );
-        assert_eq!(scheme.next(&set(&ids)), "XSY-0037");
+        assert_eq!(scheme.next(ids, |id| set(&ids).contains(id)), "XSY-0037");
     }
 
     #[test]
     fn configured_prefix_wins_and_numbers_outgrow_the_width() {
         let ids = ["OLD-0100", "NEW-9999", "NEW-0001"];
         let scheme = IdScheme::resolve(SchemeKind::Sequential, Some("NEW"), ids).unwrap();
-        assert_eq!(scheme.next(&set(&ids)), "NEW-10000");
-        let fresh = IdScheme::resolve(SchemeKind::Sequential, Some("ABC"), []).unwrap();
-        assert_eq!(fresh.next(&HashSet::new()), "ABC-0001");
+        assert_eq!(scheme.next(ids, |_| false), "NEW-10000");
+        let fresh = IdScheme::resolve(SchemeKind::Sequential, Some("ABC"), NO_IDS).unwrap();
+        assert_eq!(fresh.next(NO_IDS, |_| false), "ABC-0001");
+        let taken = ["ABC-0001"];
+        assert_eq!(fresh.next(NO_IDS, |id| taken.contains(&id)), "ABC-0002");
     }
 
     #[test]
     fn an_empty_file_without_a_prefix_is_refused_with_the_fix() {
-        let err = IdScheme::resolve(SchemeKind::Sequential, None, [])
+        let err = IdScheme::resolve(SchemeKind::Sequential, None, NO_IDS)
             .unwrap_err()
             .to_string();
         assert!(err.contains("tracker.id_prefix"), "{err}");
@@ -251,14 +286,14 @@ mod tests {
 
     #[test]
     fn hash_ids_have_the_prefix_and_ten_hex_digits_and_avoid_taken_ones() {
-        let scheme = IdScheme::resolve(SchemeKind::Hash, Some("sym"), []).unwrap();
-        let mut taken = HashSet::new();
-        let made: Vec<String> = (0..1000).map(|_| scheme.next(&taken)).collect();
-        for id in &made {
+        let scheme = IdScheme::resolve(SchemeKind::Hash, Some("sym"), NO_IDS).unwrap();
+        let mut taken: HashSet<String> = HashSet::new();
+        for _ in 0..1000 {
+            let id = scheme.next(NO_IDS, |id| taken.contains(id));
             let hex = id.strip_prefix("sym-").unwrap();
             assert_eq!(hex.len(), HASH_DIGITS);
             assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
-            assert!(taken.insert(id.as_str()), "duplicate {id}");
+            assert!(taken.insert(id.clone()), "duplicate {id}");
         }
     }
 

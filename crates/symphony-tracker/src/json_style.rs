@@ -72,6 +72,49 @@ impl JsonStyle {
     }
 }
 
+/// What a file's lines show of its style, gathered line by line for files that are streamed
+/// rather than held whole. [`StyleEvidence::style`] is what [`JsonStyle::detect_file`] gives
+/// for the same lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StyleEvidence {
+    separators: Option<(bool, bool)>,
+    ascii: Option<bool>,
+}
+
+impl StyleEvidence {
+    /// Adds the evidence of the next line.
+    pub fn add_line(&mut self, line: &str) {
+        if self.separators.is_none() {
+            self.separators = detect_separators(line);
+        }
+        if self.ascii != Some(false) {
+            self.ascii = detect_ascii(line).or(self.ascii);
+        }
+    }
+
+    /// The evidence of this run of lines followed by `later`.
+    pub fn then(self, later: StyleEvidence) -> StyleEvidence {
+        let ascii = match (self.ascii, later.ascii) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (first, second) => first.or(second),
+        };
+        StyleEvidence {
+            separators: self.separators.or(later.separators),
+            ascii,
+        }
+    }
+
+    /// The style the evidence shows, with [`JsonStyle::detect_file`]'s defaults.
+    pub fn style(self) -> JsonStyle {
+        let (item_space, key_space) = self.separators.unwrap_or((false, false));
+        JsonStyle {
+            item_space,
+            key_space,
+            ascii: self.ascii.unwrap_or(item_space && key_space),
+        }
+    }
+}
+
 /// `(item_space, key_space)` of the first `,` and `:` outside strings, if the line has one.
 fn detect_separators(line: &str) -> Option<(bool, bool)> {
     let bytes = line.as_bytes();
@@ -227,6 +270,26 @@ mod tests {
             style.to_line(&map).unwrap(),
             r#"{"t":"\u007f\u00e9\ud83d\ude00"}"#
         );
+    }
+
+    #[test]
+    fn line_by_line_evidence_agrees_with_whole_file_detection() {
+        let fixtures = [
+            include_str!("../tests/fixtures/x0x.jsonl"),
+            include_str!("../tests/fixtures/x0x-symphony.jsonl"),
+            "{\"id\": \"X-1\", \"t\": \"\\u00e9\"}\n{\"id\": \"X-2\"}",
+            "\n{\"id\": \"X-1\"}\n{\"id\":\"X-2\",\"t\":\"é\"}",
+            "",
+        ];
+        for text in fixtures {
+            let mut halves = [StyleEvidence::default(), StyleEvidence::default()];
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                halves[usize::from(i >= lines.len() / 2)].add_line(line);
+            }
+            let evidence = halves[0].then(halves[1]);
+            assert_eq!(evidence.style(), JsonStyle::detect_file(text), "{text:.40}");
+        }
     }
 
     #[test]

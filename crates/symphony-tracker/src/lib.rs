@@ -3,6 +3,7 @@
 //!
 //! - [`document`]: the file as text — lines, terminators, style, the checks every command runs.
 //! - [`store`]: minimal-diff, crash-safe, locked read-modify-write transactions.
+//! - [`heads`]: the scheduling fields of every record, streamed (`list`, `ready`).
 //! - [`model`]: the typed issue model of the x0x schema.
 //! - [`states`], [`ready`]: state lists, readiness and dispatch order (SPEC §8.2).
 //! - [`claims`]: sharded TTL claim rules as pure functions.
@@ -19,13 +20,16 @@ pub mod document;
 pub mod durable;
 pub mod error;
 pub mod git;
+pub mod heads;
 pub mod ids;
+pub(crate) mod index;
 pub mod json_style;
 pub mod lock;
 pub mod merge;
 pub mod model;
 pub mod ops;
 pub mod ready;
+pub(crate) mod scan;
 pub mod schema;
 pub mod states;
 pub mod store;

@@ -25,7 +25,9 @@ impl TrackerLock {
     /// Errors: [`TrackerError::LockTimeout`] after `timeout`; [`TrackerError::Io`] when the
     /// directory or file cannot be created.
     pub fn exclusive(state_dir: &Path, timeout: Duration) -> Result<TrackerLock> {
-        std::fs::create_dir_all(state_dir).map_err(|e| TrackerError::io(state_dir, e))?;
+        if !state_dir.is_dir() {
+            create_state_dir(state_dir)?;
+        }
         let path = state_dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)
@@ -77,6 +79,14 @@ fn acquire(
     }
 }
 
+/// Creates `state_dir` with a `.gitignore` of `*`, so the lock and journal never show up as
+/// untracked files in repositories that do not ignore `.symphony/` themselves.
+fn create_state_dir(state_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(state_dir).map_err(|e| TrackerError::io(state_dir, e))?;
+    let ignore = state_dir.join(".gitignore");
+    std::fs::write(&ignore, "*\n").map_err(|e| TrackerError::io(&ignore, e))
+}
+
 /// The `.symphony/` directory that holds the lock and journal for the issues file at `path`:
 /// at the root of the git work tree containing it; without git, beside the `issues/`
 /// directory (or beside the file when it is not in one).
@@ -107,6 +117,17 @@ mod tests {
         assert!(matches!(err, TrackerError::LockTimeout { .. }), "{err}");
         drop(held);
         TrackerLock::exclusive(dir.path(), Duration::from_millis(30)).unwrap();
+    }
+
+    #[test]
+    fn the_state_dir_ignores_itself_in_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".symphony");
+        drop(TrackerLock::exclusive(&state, Duration::ZERO).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(state.join(".gitignore")).unwrap(),
+            "*\n"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use crate::claims;
 use crate::document::Document;
 use crate::error::{Result, TrackerError};
-use crate::ids::{self, IdScheme};
+use crate::ids::{self, IdConfig};
 use crate::model::{Claim, parse_timestamp};
 use crate::states::StateConfig;
 use crate::store::Transaction;
@@ -39,8 +39,9 @@ pub const RENUMBERED_FROM: &str = "renumbered_from";
 /// What the merge needs besides the three files.
 #[derive(Debug, Clone, Copy)]
 pub struct MergeRules<'a> {
-    /// How renumbered records get their new id.
-    pub scheme: &'a IdScheme,
+    /// How renumbered records get their new id (the scheme is resolved over every id of the
+    /// three inputs, so an unconfigured prefix is inferred).
+    pub ids: &'a IdConfig,
     /// State lists, for [`Rule::FurthestState`].
     pub states: &'a StateConfig,
 }
@@ -170,7 +171,8 @@ pub struct Merged {
 /// Merges `theirs` into `ours` with `base` as the common ancestor.
 ///
 /// Errors: a line of any input that does not parse (with its file, line and column), an id
-/// defined twice in one input ([`TrackerError::DuplicateId`]), and
+/// defined twice in one input ([`TrackerError::DuplicateId`]), [`TrackerError::NoIdPrefix`]
+/// when a record must be renumbered and no id prefix is configured or inferable, and
 /// [`TrackerError::WouldDropRecords`] if the result would hold fewer records than the merge
 /// decided to keep (a bug guard: nothing is returned rather than a smaller file).
 pub fn merge(
@@ -236,7 +238,7 @@ pub fn merge(
             None => appended.push(t.record(id)?),
         }
     }
-    let renames = renumber(&clashes, [&b, &o, &t], &t, rules.scheme, &mut appended)?;
+    let renames = renumber(&clashes, [&b, &o, &t], &t, rules.ids, &mut appended)?;
     report.renumbered = renames
         .iter()
         .map(|(a, b)| (a.clone(), b.clone()))
@@ -548,7 +550,7 @@ fn renumber(
     clashes: &[String],
     inputs: [&Records<'_>; 3],
     theirs: &Records<'_>,
-    scheme: &IdScheme,
+    ids: &IdConfig,
     appended: &mut Vec<Map<String, Value>>,
 ) -> Result<HashMap<String, String>> {
     let mut renames = HashMap::new();
@@ -559,8 +561,9 @@ fn renumber(
         .iter()
         .flat_map(|records| records.order().map(str::to_string))
         .collect();
+    let scheme = ids.scheme(taken.iter())?;
     for old in clashes {
-        let new = scheme.next(&taken.iter().map(String::as_str).collect());
+        let new = scheme.next(taken.iter(), |id| taken.contains(id));
         let mut record = theirs.record(old)?;
         record.insert("id".into(), new.clone().into());
         if record.contains_key("identifier") {
@@ -675,13 +678,10 @@ mod tests {
     }
 
     fn run(base: &str, ours: &str, theirs: &str) -> (String, MergeReport) {
-        let scheme = IdScheme::Sequential {
-            prefix: "XSY".into(),
-            width: 4,
-        };
+        let ids = IdConfig::default();
         let states = StateConfig::default();
         let rules = MergeRules {
-            scheme: &scheme,
+            ids: &ids,
             states: &states,
         };
         let merged = merge(&doc(base), &doc(ours), &doc(theirs), &rules).unwrap();
@@ -894,13 +894,10 @@ mod tests {
             lines[2] = serde_json::to_string(&r).unwrap();
             lines.join("\n")
         };
-        let scheme = IdScheme::Sequential {
-            prefix: "X0X".into(),
-            width: 4,
-        };
+        let ids = IdConfig::default();
         let states = StateConfig::default();
         let rules = MergeRules {
-            scheme: &scheme,
+            ids: &ids,
             states: &states,
         };
         let merged = merge(&doc(spaced), &doc(spaced), &doc(&theirs), &rules).unwrap();
@@ -922,13 +919,10 @@ mod tests {
     #[test]
     fn inputs_with_conflict_markers_or_duplicate_ids_are_refused() {
         let doubled = format!("{COMPACT}{}", COMPACT.lines().next().unwrap());
-        let scheme = IdScheme::Sequential {
-            prefix: "XSY".into(),
-            width: 4,
-        };
+        let ids = IdConfig::default();
         let states = StateConfig::default();
         let rules = MergeRules {
-            scheme: &scheme,
+            ids: &ids,
             states: &states,
         };
         let err = merge(&doc(COMPACT), &doc(&doubled), &doc(COMPACT), &rules).unwrap_err();

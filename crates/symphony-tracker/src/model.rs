@@ -223,6 +223,27 @@ pub struct IssueHead<'a> {
     pub claim: Option<Claim>,
 }
 
+impl IssueHead<'_> {
+    /// The same head owning its strings, independent of the line it was read from.
+    pub fn into_owned(self) -> IssueHead<'static> {
+        let own = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        IssueHead {
+            id: own(self.id),
+            identifier: own(self.identifier),
+            title: own(self.title),
+            state: own(self.state),
+            priority: self.priority,
+            created_at: own(self.created_at),
+            updated_at: own(self.updated_at),
+            labels: self.labels,
+            blocked_by: self.blocked_by,
+            assignee: self.assignee,
+            shard: self.shard,
+            claim: self.claim,
+        }
+    }
+}
+
 /// The part of a blocker ref scheduling needs.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BlockerHead {

@@ -12,6 +12,7 @@
 //! - claims follow [`crate::claims`]: the slate is frozen on the record the first time it is
 //!   needed, a live claim is never taken, heartbeats refresh only `claim.heartbeat_at`.
 
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 
 use serde_json::{Map, Value};
@@ -19,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::claims::{self, ClaimDecision};
 use crate::error::{Result, TrackerError};
-use crate::ids::{self, IdScheme};
+use crate::ids::IdConfig;
 use crate::model::{Claim, Handoff, Shard, format_timestamp, parse_timestamp};
 use crate::states::StateConfig;
 use crate::store::Transaction;
@@ -75,25 +76,33 @@ pub struct IssueUpdate {
     pub remove_labels: Vec<String>,
 }
 
-/// Creates an issue with the next id of `scheme` and returns that id.
+/// Creates an issue with the next id under `id_config` and returns that id.
 ///
 /// The record is written in schema order with `created_at` = `updated_at` = `now`.
 /// Errors: [`TrackerError::Rejected`] for a blank title, a priority outside 0..=4, an unknown
 /// or terminal state, or a blocker that is neither in the file nor external;
-/// [`TrackerError::DuplicateId`] when the file already holds an id twice.
+/// [`TrackerError::DuplicateId`] when the new id exists;
+/// [`TrackerError::NoIdPrefix`] when no prefix is configured or inferable.
 pub fn create(
     tx: &mut Transaction<'_>,
     issue: &NewIssue,
-    scheme: &IdScheme,
+    id_config: &IdConfig,
     states: &StateConfig,
     now: OffsetDateTime,
 ) -> Result<String> {
-    let existing = tx.ids()?;
-    let taken: HashSet<&str> = existing.iter().map(String::as_str).collect();
-    if taken.len() < existing.len() {
-        ids::unique_ids(tx.document())?;
-    }
-    let id = scheme.next(&taken);
+    let document = tx.document();
+    let appended: Vec<String> = tx.appended_ids().map(str::to_string).collect();
+    let ids = || {
+        let in_file = document
+            .record_lines()
+            .filter_map(|(index, _)| document.id_of(index).ok());
+        in_file.chain(appended.iter().map(|id| Cow::Borrowed(id.as_str())))
+    };
+    // An id defined twice is refused when a transaction touches it; the new id is checked
+    // against every id by the append itself.
+    let id = id_config
+        .scheme(ids())?
+        .next(ids(), |candidate| ids().any(|id| id == candidate));
     let reject = |message: String| rejected(&id, message);
     if issue.title.trim().is_empty() {
         return Err(reject("a title is required".into()));
@@ -643,11 +652,8 @@ mod tests {
             .unwrap_or(Value::Null)
     }
 
-    fn sequential() -> IdScheme {
-        IdScheme::Sequential {
-            prefix: "XSY".into(),
-            width: 4,
-        }
+    fn sequential() -> IdConfig {
+        IdConfig::default()
     }
 
     #[test]

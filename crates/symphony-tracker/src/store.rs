@@ -8,14 +8,17 @@
 //! [`Transaction::remove`].
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::document::{DEFAULT_MAX_RECORD_BYTES, Document, Terminator};
-use crate::durable;
+use crate::document::{DEFAULT_MAX_RECORD_BYTES, Document, IdTable, Line, Terminator};
+use crate::durable::{self, FileStamp, Segment};
 use crate::error::{Result, TrackerError};
+use crate::heads::{self, Heads};
+use crate::index;
 use crate::json_style::JsonStyle;
 use crate::lock::{TrackerLock, state_dir_for};
 use crate::model::now_timestamp;
@@ -100,25 +103,46 @@ impl Store {
     /// Reads the current file under the shared lock, first repairing an append a crash
     /// interrupted. Errors: everything [`Document::read`] reports, and lock timeouts.
     pub fn read(&self) -> Result<Document> {
+        let _lock = self.read_lock()?;
+        Document::read(&self.path, self.options.max_record_bytes)
+    }
+
+    /// The shared lock, taken after undoing a torn append.
+    fn read_lock(&self) -> Result<Option<TrackerLock>> {
         if durable::has_pending_append(&self.state_dir)? {
             let _lock = TrackerLock::exclusive(&self.state_dir, self.options.lock_timeout)?;
             durable::recover(&self.path, &self.state_dir)?;
         }
-        let _lock = TrackerLock::shared(&self.state_dir, self.options.lock_timeout)?;
-        Document::read(&self.path, self.options.max_record_bytes)
+        TrackerLock::shared(&self.state_dir, self.options.lock_timeout)
+    }
+
+    /// Streams the scheduling fields of every record under the shared lock, first repairing
+    /// an append a crash interrupted ([`crate::heads::scan`]). Errors: as [`Store::read`].
+    pub fn read_heads(&self) -> Result<Heads> {
+        let _lock = self.read_lock()?;
+        heads::scan(&self.path, self.options.max_record_bytes)
     }
 
     /// Runs `edit` over the current file under the exclusive lock and writes the result.
     ///
     /// Nothing is written when `edit` fails or changes nothing. The file is re-read inside
     /// the lock, so edits made by humans or other processes since any earlier read are kept.
+    /// The transaction runs on a skeleton of the file ([`Document::scan`]): it reads the
+    /// records it touches, and a rewrite copies the unchanged bytes file to file.
     pub fn transact<T>(
         &self,
         edit: impl FnOnce(&mut Transaction<'_>) -> Result<T>,
     ) -> Result<(T, WriteReport)> {
         let _lock = TrackerLock::exclusive(&self.state_dir, self.options.lock_timeout)?;
         durable::recover(&self.path, &self.state_dir)?;
-        let document = Document::read(&self.path, self.options.max_record_bytes)?;
+        let document = match index::load(&self.state_dir, &self.path) {
+            Some(document) => document,
+            None => {
+                let document = Document::scan(&self.path, self.options.max_record_bytes)?;
+                index::save(&self.state_dir, &document);
+                document
+            }
+        };
         let mut transaction = Transaction::new(&document);
         let value = edit(&mut transaction)?;
         let report = transaction.write(&self.state_dir)?;
@@ -236,6 +260,13 @@ impl<'d> Transaction<'d> {
         }
     }
 
+    /// Ids of the records appended so far in this transaction, in order.
+    pub fn appended_ids(&self) -> impl Iterator<Item = &str> {
+        self.appended
+            .iter()
+            .filter_map(|record| record.get("id").and_then(Value::as_str))
+    }
+
     /// Ids of every record, in file order, appended ones last.
     pub fn ids(&self) -> Result<Vec<String>> {
         let mut ids = Vec::with_capacity(self.document.record_count() + self.appended.len());
@@ -265,15 +296,24 @@ impl<'d> Transaction<'d> {
                 return Ok(Some(Slot::Line(index)));
             }
         }
+        // Every line is looked at: an id defined twice is refused rather than guessing which
+        // record is meant (`symphony validate` lists every duplicate).
+        let mut found = None;
         for (index, _) in self.document.record_lines() {
-            if self.edits.contains_key(&index) {
+            if self.edits.contains_key(&index) || self.document.id_of(index)? != id {
                 continue;
             }
-            if self.document.id_of(index)? == id {
-                return Ok(Some(Slot::Line(index)));
+            if let Some(first) = found {
+                return Err(TrackerError::DuplicateId {
+                    path: self.document.path().to_path_buf(),
+                    line: index + 1,
+                    first_line: first + 1,
+                    id: id.to_string(),
+                });
             }
+            found = Some(index);
         }
-        Ok(None)
+        Ok(found.map(Slot::Line))
     }
 
     fn slot_mut(&mut self, id: &str, slot: Slot) -> Result<&mut Map<String, Value>> {
@@ -302,10 +342,35 @@ impl<'d> Transaction<'d> {
         }
     }
 
-    /// Renders the file as it would be written, and what would change.
+    /// Renders the file as it would be written, and what would change. For a skeleton
+    /// document the unchanged lines are read from the file.
     pub fn render(&self) -> Result<(Vec<u8>, WriteReport)> {
         let rendering = Rendering::of(self)?;
-        Ok((rendering.segments().concat(), rendering.report))
+        let path = self.document.path();
+        let mut bytes = Vec::new();
+        let mut file = None;
+        for segment in rendering.segments() {
+            match segment {
+                Segment::Bytes(piece) => bytes.extend_from_slice(piece),
+                Segment::Original(range) => {
+                    let file = match &mut file {
+                        Some(file) => file,
+                        None => file.insert(
+                            std::fs::File::open(path).map_err(|e| TrackerError::io(path, e))?,
+                        ),
+                    };
+                    let at = bytes.len();
+                    bytes.resize(at + (range.end - range.start) as usize, 0);
+                    std::os::unix::fs::FileExt::read_exact_at(
+                        &*file,
+                        &mut bytes[at..],
+                        range.start,
+                    )
+                    .map_err(|e| TrackerError::io(path, e))?;
+                }
+            }
+        }
+        Ok((bytes, rendering.report))
     }
 
     fn write(self, state_dir: &Path) -> Result<WriteReport> {
@@ -316,9 +381,32 @@ impl<'d> Transaction<'d> {
         let path = self.document.path();
         match (rendering.tail(), self.document.stamp()) {
             (Some(tail), Some(stamp)) if !stamp.is_empty() => {
-                durable::append(path, tail, stamp, state_dir)?
+                durable::append(path, tail, stamp, state_dir)?;
+                // The index follows the append; any doubt drops it. The append is written:
+                // nothing after it may fail the transaction.
+                match FileStamp::current(path).ok().flatten() {
+                    Some(now) => index::extend(
+                        state_dir,
+                        self.document,
+                        tail,
+                        &rendering.report.appended,
+                        now,
+                    ),
+                    None => index::discard(state_dir),
+                }
             }
-            (_, stamp) => durable::replace(path, &rendering.segments(), stamp)?,
+            (_, stamp) => {
+                index::discard(state_dir);
+                durable::replace(path, &rendering.segments(), stamp)?;
+                // The file is written: refreshing the index may only drop it, never fail.
+                let rewritten = FileStamp::current(path)
+                    .ok()
+                    .flatten()
+                    .and_then(|now| rendering.skeleton_after(&self, now));
+                if let Some(skeleton) = rewritten {
+                    index::save(state_dir, &skeleton);
+                }
+            }
         }
         Ok(rendering.report)
     }
@@ -334,54 +422,58 @@ fn string_id(record: &Map<String, Value>) -> Option<String> {
     record.get("id").and_then(Value::as_str).map(str::to_string)
 }
 
-/// The bytes of the new file as a list of pieces: runs of the original text, and new lines.
+/// The bytes of the new file as a list of pieces: byte ranges of the original file, and new
+/// lines.
 struct Rendering<'t> {
-    pieces: Vec<Piece<'t>>,
+    document: &'t Document,
+    pieces: Vec<Piece>,
     /// Set when the only change is appended records: the bytes to append.
     append_tail: Option<Vec<u8>>,
+    /// Length of each changed line as rendered, by line index.
+    changed_lengths: BTreeMap<usize, usize>,
+    /// Length of each appended line as rendered, in order.
+    appended_lengths: Vec<usize>,
     report: WriteReport,
 }
 
-enum Piece<'t> {
-    Original(&'t [u8]),
+enum Piece {
+    Original(Range<usize>),
     New(Vec<u8>),
 }
 
 impl<'t> Rendering<'t> {
     fn of(transaction: &'t Transaction<'_>) -> Result<Rendering<'t>> {
         let document = transaction.document;
-        let text = document.text().as_bytes();
         let mut pieces = Vec::new();
         let mut report = WriteReport::default();
+        let mut changed_lengths = BTreeMap::new();
         let mut cursor = 0;
         for (&index, edit) in &transaction.edits {
             let line = document.lines()[index];
             match edit {
                 Edit::Removed => {
-                    pieces.push(Piece::Original(&text[cursor..line.start]));
+                    pieces.push(Piece::Original(cursor..line.start));
                     cursor = line.end + line.terminator.as_bytes().len();
                     report.removed.push(document.id_of(index)?.into_owned());
                 }
                 Edit::Changed { original, current } if original == current => {}
                 Edit::Changed { current, .. } => {
-                    pieces.push(Piece::Original(&text[cursor..line.start]));
+                    pieces.push(Piece::Original(cursor..line.start));
                     let style = JsonStyle::detect_line(document.line_text(index), document.style());
-                    pieces.push(Piece::New(render_line(
-                        document.path(),
-                        index,
-                        style,
-                        current,
-                    )?));
+                    let rendered = render_line(document.path(), index, style, current)?;
+                    changed_lengths.insert(index, rendered.len());
+                    pieces.push(Piece::New(rendered));
                     cursor = line.end; // the original terminator follows
                     report.changed.extend(string_id(current));
                 }
             }
         }
-        pieces.push(Piece::Original(&text[cursor..]));
+        pieces.push(Piece::Original(cursor..byte_len(document)));
         if !document.ends_with_newline() && transaction.appended.is_empty() {
-            trim_final_newline(&mut pieces);
+            trim_final_newline(document, &mut pieces);
         }
-        let append_tail = Self::tail_of(transaction, &mut report)?;
+        let mut appended_lengths = Vec::with_capacity(transaction.appended.len());
+        let append_tail = Self::tail_of(transaction, &mut report, &mut appended_lengths)?;
         let only_appends = report.changed.is_empty() && report.removed.is_empty();
         report.written = !(only_appends && append_tail.is_none());
         let append_tail = match append_tail {
@@ -393,14 +485,21 @@ impl<'t> Rendering<'t> {
             None => None,
         };
         Ok(Rendering {
+            document,
             pieces,
             append_tail,
+            changed_lengths,
+            appended_lengths,
             report,
         })
     }
 
     /// The appended records in the file's style, keeping its trailing-newline convention.
-    fn tail_of(transaction: &Transaction<'_>, report: &mut WriteReport) -> Result<Option<Vec<u8>>> {
+    fn tail_of(
+        transaction: &Transaction<'_>,
+        report: &mut WriteReport,
+        lengths: &mut Vec<usize>,
+    ) -> Result<Option<Vec<u8>>> {
         let document = transaction.document;
         if transaction.appended.is_empty() {
             return Ok(None);
@@ -408,18 +507,22 @@ impl<'t> Rendering<'t> {
         let newline = document.newline().as_bytes();
         let trailing = document.ends_with_newline();
         let mut tail = Vec::new();
-        if !trailing {
+        // A last line without newline gets one before the appended records, unless it was
+        // removed (then what is kept already ends with a newline, or is empty).
+        let last_kept = document
+            .lines()
+            .len()
+            .checked_sub(1)
+            .is_some_and(|last| !matches!(transaction.edits.get(&last), Some(Edit::Removed)));
+        if !trailing && last_kept {
             tail.extend_from_slice(newline);
         }
         let last = transaction.appended.len() - 1;
         for (at, record) in transaction.appended.iter().enumerate() {
             let index = document.lines().len() + at;
-            tail.extend(render_line(
-                document.path(),
-                index,
-                document.style(),
-                record,
-            )?);
+            let rendered = render_line(document.path(), index, document.style(), record)?;
+            lengths.push(rendered.len());
+            tail.extend(rendered);
             if trailing || at < last {
                 tail.extend_from_slice(newline);
             }
@@ -428,20 +531,105 @@ impl<'t> Rendering<'t> {
         Ok(Some(tail))
     }
 
-    fn segments(&self) -> Vec<&[u8]> {
+    /// The pieces as segments: original ranges are the text's bytes for a whole document,
+    /// and ranges to copy from the file for a skeleton.
+    fn segments(&self) -> Vec<Segment<'_>> {
+        let text = self.document.text().as_bytes();
+        let skeleton = self.document.is_skeleton();
         let pieces = self.pieces.iter().map(|piece| match piece {
-            Piece::Original(bytes) => *bytes,
-            Piece::New(bytes) => bytes.as_slice(),
+            Piece::Original(range) if skeleton => {
+                Segment::Original(range.start as u64..range.end as u64)
+            }
+            Piece::Original(range) => Segment::Bytes(&text[range.clone()]),
+            Piece::New(bytes) => Segment::Bytes(bytes),
         });
         pieces
-            .chain(self.append_tail.as_deref())
-            .filter(|s| !s.is_empty())
+            .chain(self.append_tail.as_deref().map(Segment::Bytes))
+            .filter(|segment| !segment.is_empty())
             .collect()
     }
 
     fn tail(&self) -> Option<&[u8]> {
         self.append_tail.as_deref()
     }
+
+    /// The skeleton of the file as written, at `stamp`, by the same rules the pieces follow
+    /// (changed lines keep their terminators; a file without a final newline keeps having
+    /// none); `None` for a whole document.
+    fn skeleton_after(&self, transaction: &Transaction<'_>, stamp: FileStamp) -> Option<Document> {
+        let document = self.document;
+        let ids = document.skeleton_ids()?;
+        let capacity = document.lines().len() + transaction.appended.len();
+        let (mut lines, mut table) = (
+            Vec::with_capacity(capacity),
+            IdTable::with_capacity(capacity),
+        );
+        let mut at = 0;
+        for (index, line) in document.lines().iter().enumerate() {
+            let (length, id) = match (
+                transaction.edits.get(&index),
+                self.changed_lengths.get(&index),
+            ) {
+                (Some(Edit::Removed), _) => continue,
+                (Some(Edit::Changed { current, .. }), Some(&length)) => {
+                    (length, current.get("id").and_then(Value::as_str))
+                }
+                _ => (line.end - line.start, ids.get(index)),
+            };
+            lines.push(Line {
+                start: at,
+                end: at + length,
+                terminator: line.terminator,
+            });
+            table.push(id);
+            at += length + line.terminator.as_bytes().len();
+        }
+        let trailing = document.ends_with_newline();
+        if !trailing {
+            let newline = document.newline();
+            if let Some(last) = lines.last_mut() {
+                if transaction.appended.is_empty() {
+                    at -= last.terminator.as_bytes().len();
+                    last.terminator = Terminator::None;
+                } else if last.terminator == Terminator::None {
+                    last.terminator = newline;
+                    at += newline.as_bytes().len();
+                }
+            }
+        }
+        let count = self.appended_lengths.len();
+        for (n, (&length, id)) in self
+            .appended_lengths
+            .iter()
+            .zip(transaction.appended_ids())
+            .enumerate()
+        {
+            let terminator = if trailing || n + 1 < count {
+                document.newline()
+            } else {
+                Terminator::None
+            };
+            lines.push(Line {
+                start: at,
+                end: at + length,
+                terminator,
+            });
+            table.push(Some(id));
+            at += length + terminator.as_bytes().len();
+        }
+        let complete = table.len() == lines.len() && at as u64 == stamp.len();
+        complete.then(|| {
+            Document::from_skeleton(document.path(), lines, table, document.style(), stamp)
+        })
+    }
+}
+
+/// Length of the file the document was read from: through the last line's terminator.
+fn byte_len(document: &Document) -> usize {
+    document
+        .lines()
+        .last()
+        .map_or(0, |line| line.end + line.terminator.as_bytes().len())
 }
 
 /// One record as one line. A line break inside would split the record in two, so it is
@@ -469,16 +657,21 @@ fn render_line(
     Ok(line.into_bytes())
 }
 
-/// Drops the newline a removal left at the end of a file that had none.
-fn trim_final_newline(pieces: &mut [Piece<'_>]) {
+/// Drops the newline a removal left at the end of a file that had none: the terminator of
+/// the line the last non-empty original range ends with.
+fn trim_final_newline(document: &Document, pieces: &mut [Piece]) {
     for piece in pieces.iter_mut().rev() {
         match piece {
-            Piece::Original([]) => continue,
-            Piece::Original(bytes) => {
-                *bytes = bytes
-                    .strip_suffix(Terminator::CrLf.as_bytes())
-                    .or_else(|| bytes.strip_suffix(Terminator::Lf.as_bytes()))
-                    .unwrap_or(bytes);
+            Piece::Original(range) if range.start >= range.end => continue,
+            Piece::Original(range) => {
+                let ending = document
+                    .lines()
+                    .iter()
+                    .rev()
+                    .find(|line| line.end + line.terminator.as_bytes().len() == range.end);
+                if let Some(line) = ending {
+                    range.end = line.end.max(range.start);
+                }
                 return;
             }
             Piece::New(_) => return,
@@ -644,6 +837,44 @@ mod tests {
     }
 
     #[test]
+    fn removing_the_last_line_and_appending_keeps_the_no_trailing_newline_convention() {
+        let (_dir, store) = store_with("{\"id\":\"A-1\"}\n{\"id\":\"A-2\"}");
+        store
+            .transact(|tx| {
+                tx.remove("A-2")?;
+                tx.append(record("A-3"))
+            })
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(store.path()).unwrap(),
+            "{\"id\":\"A-1\"}\n{\"id\":\"A-3\",\"title\":\"t é\"}"
+        );
+    }
+
+    #[test]
+    fn an_id_defined_twice_is_never_edited() {
+        let text = format!("{COMPACT}{}\n", COMPACT.lines().nth(4).unwrap());
+        let (_dir, store) = store_with(&text);
+        let err = store
+            .transact(|tx| tx.modify("XSY-0005", set("priority", 1)))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TrackerError::DuplicateId {
+                    line: 37,
+                    first_line: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        store
+            .transact(|tx| tx.modify("XSY-0006", set("priority", 1)))
+            .unwrap();
+    }
+
+    #[test]
     fn a_failed_edit_writes_nothing() {
         let (_dir, store) = store_with(COMPACT);
         let err = store
@@ -669,6 +900,76 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(store.path()).unwrap(),
             "{\"id\":\"A-1\", \"t\": [}\n{\"id\":\"A-2\"}\n"
+        );
+    }
+
+    type EditFn = dyn Fn(&mut Transaction<'_>) -> Result<()>;
+
+    /// The same edits over a whole document and over a skeleton render the same bytes.
+    #[test]
+    fn skeleton_and_whole_documents_render_identically() {
+        let crlf = COMPACT.replace('\n', "\r\n");
+        let blanks = format!("\n{}\n\n{}", COMPACT.trim_end(), "\n  \n");
+        for (text, first, last) in [
+            (SPACED, "X0X-0003", "X0X-0015"),
+            (COMPACT, "XSY-0003", "XSY-0036"),
+            (crlf.as_str(), "XSY-0003", "XSY-0036"),
+            (blanks.as_str(), "XSY-0003", "XSY-0036"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("issues.jsonl");
+            std::fs::write(&path, text).unwrap();
+            let whole = Document::read(&path, DEFAULT_MAX_RECORD_BYTES).unwrap();
+            let skeleton = Document::scan(&path, DEFAULT_MAX_RECORD_BYTES).unwrap();
+            assert!(skeleton.is_skeleton() && skeleton.text().is_empty());
+            assert_eq!(skeleton.style(), whole.style());
+            assert_eq!(skeleton.lines().len(), whole.lines().len());
+            let edits: [&EditFn; 4] = [
+                &|tx| tx.modify(first, set("priority", 1)).map(drop),
+                &|tx| tx.remove(last),
+                &|tx| tx.append(record("NEW-1")),
+                &|tx| {
+                    tx.modify(last, set("title", "é → ok"))?;
+                    tx.remove(first)?;
+                    tx.append(record("NEW-2"))
+                },
+            ];
+            for edit in edits {
+                let rendered = |document: &Document| {
+                    let mut tx = Transaction::new(document);
+                    edit(&mut tx).unwrap();
+                    let (bytes, report) = tx.render().unwrap();
+                    (
+                        String::from_utf8(bytes).unwrap(),
+                        report.changed,
+                        report.removed,
+                    )
+                };
+                let (expected, skeletal) = (rendered(&whole), rendered(&skeleton));
+                assert_eq!(skeletal, expected);
+                assert_ne!(expected.0, text, "the edit changed something");
+            }
+        }
+    }
+
+    #[test]
+    fn a_skeleton_transaction_rewrites_by_copying_unchanged_bytes() {
+        // Over 2 MB: scanned in parallel ranges, rewritten with file-to-file copies.
+        let mut text = String::new();
+        for round in 0..60 {
+            text.push_str(&COMPACT.replace("XSY-", &format!("R{round}-")));
+        }
+        let (_dir, store) = store_with(&text);
+        let report = set_priority(&store, "R30-0003", 1);
+        assert_eq!(report.changed, ["R30-0003"]);
+        let after = std::fs::read_to_string(store.path()).unwrap();
+        let line = 30 * 36 + 3;
+        assert_eq!(changed_lines(&text, &after), [line]);
+        let old = text.split('\n').nth(line - 1).unwrap();
+        let new = after.split('\n').nth(line - 1).unwrap();
+        assert_eq!(
+            new.replace("\"priority\":1", "\"priority\":2").len(),
+            old.len()
         );
     }
 

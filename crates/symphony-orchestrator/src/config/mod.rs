@@ -23,13 +23,13 @@ use resolve::{PathValue, resolve_path, resolve_secret};
 
 /// Default `tracker.path`, relative to the workflow file's directory.
 pub const DEFAULT_TRACKER_PATH: &str = "issues/issues.jsonl";
-/// Default `tracker.active_states`.
+/// Default `tracker.states.active`.
 pub const DEFAULT_ACTIVE_STATES: &[&str] = &["todo", "in_progress"];
-/// Default `tracker.terminal_states`.
+/// Default `tracker.states.terminal`.
 pub const DEFAULT_TERMINAL_STATES: &[&str] = &["done", "cancelled", "duplicate"];
-/// Default `tracker.review_states`.
+/// Default `tracker.states.review`.
 pub const DEFAULT_REVIEW_STATES: &[&str] = &["review"];
-/// Default `tracker.blocked_states`.
+/// Default `tracker.states.blocked`.
 pub const DEFAULT_BLOCKED_STATES: &[&str] = &["blocked"];
 /// Default `polling.interval_ms` (SPEC §5.3.2).
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 30_000;
@@ -85,16 +85,9 @@ pub struct ServiceConfig {
     pub server: ServerConfig,
 }
 
-/// How new issue ids are minted by the `git_issues` tracker.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IdScheme {
-    /// `<prefix>-0001`, `<prefix>-0002`, ...
-    #[default]
-    Sequential,
-    /// `<prefix>-<short hash>`, collision-free across nodes without coordination.
-    Hash,
-}
+use symphony_tracker::ids::IdConfig;
+/// How new issue ids are minted by the `git_issues` tracker: the tracker's own type.
+pub use symphony_tracker::ids::SchemeKind as IdScheme;
 
 /// `tracker:` settings. States are stored normalized ([`normalize_state`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -112,14 +105,9 @@ pub struct TrackerConfig {
     pub api_key: Option<Secret>,
     /// `tracker.project_slug` as written (unused by `git_issues`).
     pub project_slug: Option<String>,
-    /// States that make an issue a dispatch candidate.
-    pub active_states: Vec<String>,
-    /// States that end an issue; their workspaces are cleaned.
-    pub terminal_states: Vec<String>,
-    /// States an agent hands off into (never dispatched, never cleaned).
-    pub review_states: Vec<String>,
-    /// States that mark an issue blocked (never dispatched).
-    pub blocked_states: Vec<String>,
+    /// `tracker.{active,terminal,review,blocked}_states`: the one definition of what each
+    /// state means, shared with the tracker's readiness, claim and handoff rules.
+    pub states: StateConfig,
     /// `tracker.id_prefix` for new issue ids.
     pub id_prefix: Option<String>,
     /// `tracker.id_scheme`.
@@ -131,35 +119,12 @@ pub struct TrackerConfig {
 }
 
 impl TrackerConfig {
-    /// The state lists as the tracker's [`StateConfig`]: the one definition of what each state
-    /// means, shared with the tracker's readiness, claim and handoff rules.
-    pub fn states(&self) -> StateConfig {
-        StateConfig {
-            active: self.active_states.clone(),
-            terminal: self.terminal_states.clone(),
-            review: self.review_states.clone(),
-            blocked: self.blocked_states.clone(),
+    /// `tracker.id_scheme` and `tracker.id_prefix` as the tracker's [`IdConfig`].
+    pub fn ids(&self) -> IdConfig {
+        IdConfig {
+            kind: self.id_scheme,
+            prefix: self.id_prefix.clone(),
         }
-    }
-
-    /// True when `state` is active and not terminal (SPEC §8.2); see [`StateConfig::is_active`].
-    pub fn is_active(&self, state: &str) -> bool {
-        self.states().is_active(state)
-    }
-
-    /// True when `state` is terminal; see [`StateConfig::is_terminal`].
-    pub fn is_terminal(&self, state: &str) -> bool {
-        self.states().is_terminal(state)
-    }
-
-    /// True when `state` is a review (handoff) state; see [`StateConfig::is_review`].
-    pub fn is_review(&self, state: &str) -> bool {
-        self.states().is_review(state)
-    }
-
-    /// True when `state` is a blocked state; see [`StateConfig::is_blocked`].
-    pub fn is_blocked(&self, state: &str) -> bool {
-        self.states().is_blocked(state)
     }
 }
 
@@ -397,10 +362,12 @@ fn tracker_config(raw: RawTracker, dir: &Path, env: EnvLookup<'_>) -> TrackerCon
         endpoint: raw.endpoint.filter(|s| !s.trim().is_empty()),
         api_key: raw.api_key.and_then(|k| resolve_secret(&k, env)),
         project_slug: raw.project_slug.filter(|s| !s.trim().is_empty()),
-        active_states: states(raw.active_states, DEFAULT_ACTIVE_STATES),
-        terminal_states: states(raw.terminal_states, DEFAULT_TERMINAL_STATES),
-        review_states: states(raw.review_states, DEFAULT_REVIEW_STATES),
-        blocked_states: states(raw.blocked_states, DEFAULT_BLOCKED_STATES),
+        states: StateConfig {
+            active: states(raw.active_states, DEFAULT_ACTIVE_STATES),
+            terminal: states(raw.terminal_states, DEFAULT_TERMINAL_STATES),
+            review: states(raw.review_states, DEFAULT_REVIEW_STATES),
+            blocked: states(raw.blocked_states, DEFAULT_BLOCKED_STATES),
+        },
         id_prefix: raw
             .id_prefix
             .map(|p| p.trim().to_owned())
@@ -557,13 +524,13 @@ mod tests {
         let c = config("{}");
         assert_eq!(c.tracker.kind, None);
         assert_eq!(c.tracker.path, PathBuf::from("/repo/issues/issues.jsonl"));
-        assert_eq!(c.tracker.active_states, ["todo", "in_progress"]);
+        assert_eq!(c.tracker.states.active, ["todo", "in_progress"]);
         assert_eq!(
-            c.tracker.terminal_states,
+            c.tracker.states.terminal,
             ["done", "cancelled", "duplicate"]
         );
-        assert_eq!(c.tracker.review_states, ["review"]);
-        assert_eq!(c.tracker.blocked_states, ["blocked"]);
+        assert_eq!(c.tracker.states.review, ["review"]);
+        assert_eq!(c.tracker.states.blocked, ["blocked"]);
         assert_eq!(c.tracker.id_scheme, IdScheme::Sequential);
         assert!(!c.tracker.commit);
         assert_eq!(c.polling.interval_ms, 30_000);
@@ -595,10 +562,10 @@ mod tests {
     fn state_lists_accept_comma_strings_and_are_normalized() {
         let c =
             config("tracker:\n  active_states: ' Todo , In_Progress'\n  terminal_states: [Done]");
-        assert_eq!(c.tracker.active_states, ["todo", "in_progress"]);
-        assert!(c.tracker.is_active("TODO "));
-        assert!(c.tracker.is_terminal("done"));
-        assert!(!c.tracker.is_active("done"));
+        assert_eq!(c.tracker.states.active, ["todo", "in_progress"]);
+        assert!(c.tracker.states.is_active("TODO "));
+        assert!(c.tracker.states.is_terminal("done"));
+        assert!(!c.tracker.states.is_active("done"));
     }
 
     #[test]

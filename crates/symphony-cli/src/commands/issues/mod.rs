@@ -1,0 +1,125 @@
+//! `symphony issues …`: read and change issues. Read commands take `--json` (docs/cli.md
+//! documents each shape); write commands take `--commit` and print nothing on success except
+//! `create`, which prints the new id.
+
+mod close;
+mod create;
+mod dep;
+mod handoff;
+mod list;
+mod listing;
+mod ready;
+mod show;
+mod update;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use symphony_tracker::heads::Heads;
+use symphony_tracker::{Document, Store, WriteReport, git, ids};
+
+use super::Outcome;
+use crate::workflow_tracker::{self, TrackerSettings};
+
+/// Arguments of `symphony issues`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The issues file (default: `tracker.path` of WORKFLOW.md, else issues/issues.jsonl).
+    #[arg(long, short = 'f', global = true, value_name = "PATH")]
+    file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List issues (terminal ones only with --all).
+    List(list::Args),
+    /// Issues ready for an agent, in dispatch order.
+    Ready(ready::Args),
+    /// One issue in full.
+    Show(show::Args),
+    /// Create an issue with the next id; prints the id.
+    Create(create::Args),
+    /// Change fields of an issue; bumps updated_at only when something changed.
+    Update(update::Args),
+    /// Close an issue as done, cancelled or duplicate (human-only states).
+    Close(close::Args),
+    /// Add or remove a blocker.
+    #[command(subcommand)]
+    Dep(dep::Command),
+    /// Record an agent's handoff and move the issue to review.
+    Handoff(handoff::Args),
+}
+
+/// The issues file and the workflow settings every subcommand works with.
+pub struct Tracker {
+    /// The store of the issues file.
+    pub store: Store,
+    /// The workflow's tracker settings.
+    pub settings: TrackerSettings,
+}
+
+impl Tracker {
+    /// Reads the file for a read command, refusing a file with an id defined twice (which
+    /// record would be meant is unknowable; `symphony validate` lists every duplicate).
+    pub fn read(&self) -> anyhow::Result<Document> {
+        let document = self.store.read()?;
+        ids::unique_ids(&document)?;
+        Ok(document)
+    }
+
+    /// Streams the scheduling fields of every record, refusing duplicate ids likewise.
+    pub fn read_heads(&self) -> anyhow::Result<Heads> {
+        let heads = self.store.read_heads()?;
+        heads.check_unique_ids(self.store.path())?;
+        Ok(heads)
+    }
+}
+
+/// `--commit` of every write command.
+#[derive(Debug, clap::Args)]
+pub struct CommitArg {
+    /// Commit the issues file, and nothing else, to git after a change.
+    #[arg(long)]
+    commit: bool,
+}
+
+impl CommitArg {
+    /// Commits the file with `message` when asked and when the write changed it.
+    pub fn apply(
+        &self,
+        tracker: &Tracker,
+        report: &WriteReport,
+        message: &str,
+    ) -> anyhow::Result<()> {
+        if self.commit && report.written {
+            git::commit_file(tracker.store.path(), message)
+                .with_context(|| format!("the change is written but not committed ({message})"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `symphony issues …`.
+pub fn run(args: Args, workflow: Option<&Path>) -> anyhow::Result<Outcome> {
+    let settings = workflow_tracker::load(workflow)?;
+    let path = args.file.unwrap_or_else(|| settings.path.clone());
+    let tracker = Tracker {
+        store: Store::new(path),
+        settings,
+    };
+    match args.command {
+        Command::List(args) => list::run(&tracker, args),
+        Command::Ready(args) => ready::run(&tracker, args),
+        Command::Show(args) => show::run(&tracker, args),
+        Command::Create(args) => create::run(&tracker, args),
+        Command::Update(args) => update::run(&tracker, args),
+        Command::Close(args) => close::run(&tracker, args),
+        Command::Dep(command) => dep::run(&tracker, command),
+        Command::Handoff(args) => handoff::run(&tracker, args),
+    }?;
+    Ok(Outcome::Success)
+}
