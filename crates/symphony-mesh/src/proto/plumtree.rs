@@ -197,6 +197,7 @@ pub(crate) struct PlumTree {
     config: PubsubConfig,
     score_params: ScoreParams,
     next_seq: u64,
+    last_published: Option<MessageId>,
     neighbors: Vec<NodeId>,
     trees: Trees,
     seen: ExpiringCache<MessageId, ()>,
@@ -219,6 +220,7 @@ impl PlumTree {
             config: p.clone(),
             score_params: config.score.clone(),
             next_seq: first_seq,
+            last_published: None,
             neighbors: Vec::new(),
             trees: Trees::new(p.max_topics, p.max_trees_per_topic),
             seen: ExpiringCache::new(cache::Limits {
@@ -261,6 +263,7 @@ impl PlumTree {
             seq: self.next_seq,
         };
         self.next_seq = self.next_seq.wrapping_add(1);
+        self.last_published = Some(id);
         self.counters.published += 1;
         self.remember(id, &topic, &payload, 0, now);
         self.forward(&topic, id, &payload, 0, None, now, out);
@@ -762,6 +765,10 @@ impl PlumTree {
         if self.neighbors.contains(&peer) || self.scores.contains_key(&peer) {
             self.scores.entry(peer).or_default().observe(observation);
         }
+    }
+
+    pub fn last_published(&self) -> Option<MessageId> {
+        self.last_published
     }
 
     pub fn score(&self, peer: &NodeId) -> f64 {

@@ -88,17 +88,27 @@ fn wire_message() -> impl Strategy<Value = WireMessage> {
     prop_oneof![
         membership().prop_map(|m| WireMessage::Proto(Message::Membership(m))),
         gossip().prop_map(|m| WireMessage::Proto(Message::Gossip(m))),
-        (node_id(), node_id(), any::<u64>(), any::<u8>(), payload()).prop_map(
-            |(from, to, id, hops_left, payload)| WireMessage::Direct(DirectMessage {
-                from,
-                to,
-                id,
-                hops_left,
-                payload
-            })
-        ),
-        (any::<u64>(), status)
-            .prop_map(|(id, status)| WireMessage::Receipt(Receipt { id, status })),
+        (
+            node_id(),
+            node_id(),
+            any::<u64>(),
+            any::<u8>(),
+            prop::option::of(any::<u64>()),
+            payload()
+        )
+            .prop_map(|(from, to, id, hops_left, in_reply_to, payload)| {
+                WireMessage::Direct(DirectMessage {
+                    from,
+                    to,
+                    id,
+                    hops_left,
+                    in_reply_to,
+                    payload,
+                })
+            }),
+        (node_id(), any::<u64>(), status).prop_map(|(origin, id, status)| {
+            WireMessage::Receipt(Receipt { origin, id, status })
+        }),
     ]
 }
 
@@ -203,6 +213,7 @@ fn decoded_payload_shares_the_frame_memory() {
         to: id(2),
         id: 9,
         hops_left: 3,
+        in_reply_to: Some(4),
         payload: Bytes::from(vec![7u8; 100]),
     });
     let frame = Bytes::from(encode(&message).unwrap());
@@ -306,6 +317,7 @@ fn encoder_refuses_what_the_decoder_would_refuse() {
         to: id(2),
         id: 1,
         hops_left: 1,
+        in_reply_to: None,
         payload: Bytes::from(vec![0u8; MAX_PAYLOAD_LEN + 1]),
     });
     let mut buf = vec![0xee];
