@@ -137,6 +137,7 @@ impl MeshConfig {
         config.max_frame_len = max_frame;
         config.outbound_frames = t.outbound_frames;
         config.outbound_bytes = t.outbound_bytes.max(max_frame as usize);
+        config.stream_window = t.stream_window;
         config.event_queue = t.event_queue;
         config
     }
@@ -235,6 +236,9 @@ pub struct TransportSettings {
     /// Outbound budget per peer and stream, bytes (raised to the largest message). Default
     /// 4 MiB.
     pub outbound_bytes: usize,
+    /// Flow-control credit per stream: how far behind a peer may fall before writes to it
+    /// block and, after `send_timeout_ms`, it is cooled, bytes. Default 256 KiB.
+    pub stream_window: u32,
     /// Receive queue shared by all peers, events. Default 4096.
     pub event_queue: usize,
 }
@@ -250,6 +254,7 @@ impl Default for TransportSettings {
             shutdown_grace_ms: millis(t.shutdown_grace),
             outbound_frames: t.outbound_frames,
             outbound_bytes: t.outbound_bytes,
+            stream_window: t.stream_window,
             event_queue: t.event_queue,
         }
     }

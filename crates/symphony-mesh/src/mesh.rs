@@ -233,14 +233,15 @@ impl Drop for Subscription {
 /// Roster events of this node ([`Mesh::membership_events`]).
 #[derive(Debug)]
 pub struct MembershipEvents {
-    rx: broadcast::Receiver<MembershipEvent>,
+    /// `None` when the node had already shut down.
+    rx: Option<broadcast::Receiver<MembershipEvent>>,
     lagged: Arc<AtomicU64>,
 }
 
 impl MembershipEvents {
     /// The next event; `None` once the node has shut down.
     pub async fn recv(&mut self) -> Option<MembershipEvent> {
-        match self.rx.recv().await {
+        match self.rx.as_mut()?.recv().await {
             Ok(event) => Some(event),
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 self.lagged.fetch_add(missed, Ordering::Relaxed);
@@ -264,7 +265,9 @@ struct Inner {
     local_addr: SocketAddr,
     advertised: SocketAddr,
     api: mpsc::Sender<Request>,
-    membership: broadcast::Sender<MembershipEvent>,
+    /// Weak, so listeners see the end of the stream when the actor (the only strong sender)
+    /// stops.
+    membership: broadcast::WeakSender<MembershipEvent>,
     lagged: Arc<AtomicU64>,
     inbox: Mutex<Option<DirectMessages>>,
     request_timeout: Duration,
@@ -325,7 +328,7 @@ impl Mesh {
                 local_addr: started.local_addr,
                 advertised: started.advertised,
                 api: api_tx,
-                membership,
+                membership: membership.downgrade(),
                 lagged,
                 inbox: Mutex::new(Some(DirectMessages { rx: inbox_rx })),
                 request_timeout: Duration::from_millis(config.direct.timeout_ms),
@@ -487,7 +490,7 @@ impl Mesh {
     /// A new listener for active-view changes (rosters).
     pub fn membership_events(&self) -> MembershipEvents {
         MembershipEvents {
-            rx: self.inner.membership.subscribe(),
+            rx: self.inner.membership.upgrade().map(|tx| tx.subscribe()),
             lagged: self.inner.lagged.clone(),
         }
     }

@@ -143,6 +143,8 @@ pub struct PubsubCounters {
     pub graft_exhausted: u64,
     /// IWANT/GRAFT ids answered from the payload cache.
     pub served: u64,
+    /// Cached messages announced to new neighbours (anti-entropy on link up).
+    pub catch_up_announcements: u64,
     /// IWANT/GRAFT ids no longer in the payload cache.
     pub unserved: u64,
     /// Peers pruned from a topic's trees for a low score.
@@ -538,6 +540,29 @@ impl PlumTree {
                     },
                 );
             }
+        }
+        self.catch_up(peer, out);
+    }
+
+    /// Anti-entropy for a new link: announces every payload still cached, so a neighbour
+    /// that was cut off (its links died while messages were in flight, or it just rejoined)
+    /// pulls what it lacks through the ordinary IHAVE → GRAFT/IWANT path. A neighbour that
+    /// has them ignores the entries. Bounded by `max_lazy_queue` per peer.
+    fn catch_up(&mut self, peer: NodeId, out: &mut Outbox) {
+        let cached: Vec<(Topic, IHaveEntry)> = self
+            .payloads
+            .iter()
+            .map(|(id, cached)| {
+                let entry = IHaveEntry {
+                    id: *id,
+                    hops: cached.hops.saturating_add(1),
+                };
+                (cached.topic.clone(), entry)
+            })
+            .collect();
+        self.counters.catch_up_announcements += cached.len() as u64;
+        for (topic, entry) in cached {
+            self.announce(peer, &topic, entry, out);
         }
     }
 

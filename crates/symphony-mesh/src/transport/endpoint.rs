@@ -89,6 +89,12 @@ fn quic_transport_config(
         })?;
     let mut transport = quinn::TransportConfig::default();
     let streams = VarInt::from_u32(Purpose::ALL.len() as u32);
+    let window = u64::from(config.stream_window);
+    let connection_window = window * Purpose::ALL.len() as u64;
+    transport
+        .stream_receive_window(VarInt::from_u32(config.stream_window))
+        .receive_window(VarInt::from_u64(connection_window).unwrap_or(VarInt::MAX))
+        .send_window(connection_window);
     transport
         .keep_alive_interval(Some(config.keep_alive))
         .max_idle_timeout(Some(idle))

@@ -356,3 +356,28 @@ fn caches_respect_byte_caps_and_ttl() {
     assert_eq!((stats.seen_entries, stats.payload_entries), (0, 0));
     assert_eq!(stats.seen_evictions.expired, 3);
 }
+
+#[test]
+fn a_new_neighbour_is_told_of_every_cached_message() {
+    let (mut p, mut out) = plumtree(&Config::default(), &[1]);
+    let now = Instant::now();
+    p.on_message(id(1), gossip(9, 1, 1), now, &mut out);
+    p.publish(topic(), Bytes::from_static(b"own"), now, &mut out);
+    take(&mut out);
+    p.neighbor_up(id(2), &mut out);
+    p.flush_ihave(&mut out);
+    let announced: Vec<(NodeId, Vec<MessageId>)> = sent(&take(&mut out))
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            GossipMessage::IHave { entries, .. } => {
+                Some((to, entries.iter().map(|e| e.id).collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced.len(), 1);
+    assert_eq!(announced[0].0, id(2));
+    assert_eq!(announced[0].1.len(), 2);
+    assert!(announced[0].1.contains(&msg(9, 1)));
+    assert_eq!(p.counters().catch_up_announcements, 2);
+}

@@ -284,13 +284,23 @@ fn huge_lengths_and_counts_fail_before_allocating() {
     ));
 }
 
+/// A receipt (origin, id 1) with status 6, which has no meaning.
+const RECEIPT_BAD_STATUS: [u8; 43] = {
+    let mut bytes = [0u8; 43];
+    bytes[0] = VERSION;
+    bytes[1] = RECEIPT;
+    bytes[41] = 1;
+    bytes[42] = 6;
+    bytes
+};
+
 #[test]
 fn invalid_values_are_typed() {
     let cases: [(&[u8], &str); 5] = [
         (&[VERSION, JOIN, 5, 0, 0], "address family"),
         (&[VERSION, NEIGHBOR_REPLY, 2], "accepted"),
         (&[VERSION, PRUNE, 1, b't', 9], "Prune.has_origin"),
-        (&[VERSION, RECEIPT, 0, 0, 0, 0, 0, 0, 0, 1, 6], "status"),
+        (&RECEIPT_BAD_STATUS, "status"),
         (&[VERSION, NEIGHBOR, 4, 1, 2, 3, 4, 0, 80, 3], "priority"),
     ];
     for (bytes, expected) in cases {
