@@ -17,7 +17,9 @@
 //! duplicates received per delivered message (RMR as the PlumTree paper defines it is also
 //! printed: payload messages sent / deliveries − 1). CPU is the process's user+system time
 //! while publishing; frame bytes are mesh frames written (payload + 6-byte header, QUIC and
-//! UDP overhead excluded); UDP bytes are counted by the relay when one is used.
+//! UDP overhead excluded); UDP bytes are counted by the relay when one is used. RSS is the
+//! process's resident set at the end of the scenario (with `--suite`, memory the allocator
+//! kept from earlier scenarios is included: run one scenario per process for RSS figures).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
@@ -254,7 +256,7 @@ fn print_row(r: &Report) {
         r.frame_bytes as f64 / 1e6,
         udp,
         r.cpu_seconds_per_20s,
-        r.peak_rss_mib,
+        r.rss_mib,
     );
 }
 
