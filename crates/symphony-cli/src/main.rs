@@ -39,6 +39,8 @@ enum Command {
     Init(commands::init::Args),
     /// Git merge driver for issues.jsonl: `symphony merge-driver %O %A %B %P`.
     MergeDriver(commands::merge_driver::Args),
+    /// The embedded mesh node: identity, serve, status, peers.
+    Mesh(commands::mesh::MeshArgs),
 }
 
 /// An invocation or configuration problem: exit code 2.
@@ -50,13 +52,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let workflow = cli.workflow.as_deref();
     let result = match cli.command {
-        // `run` installs its own log sinks (--log-format, --log-file).
-        Command::Run(args) => {
-            return commands::run::run(args).unwrap_or_else(|err| {
-                report(&err);
-                ExitCode::from(2)
-            });
-        }
+        // `run` and `mesh serve` install their own log sinks.
+        Command::Run(args) => return exit_status(commands::run::run(args)),
+        Command::Mesh(args) => return exit_status(commands::mesh::run(args)),
         Command::Validate(args) => with_logging(|| commands::validate::run(args, workflow)),
         Command::Issues(args) => with_logging(|| commands::issues::run(args, workflow)),
         Command::Init(args) => with_logging(|| commands::init::run(args)),
@@ -83,6 +81,14 @@ fn with_logging<T>(command: impl FnOnce() -> T) -> T {
         )
         .init();
     command()
+}
+
+/// The exit code of a command that chose its own, or 2 with the error printed.
+fn exit_status(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|err| {
+        report(&err);
+        ExitCode::from(2)
+    })
 }
 
 /// Prints an error chain to stderr; a closed stderr is not worth failing over.

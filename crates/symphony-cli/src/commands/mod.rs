@@ -4,6 +4,7 @@
 pub mod init;
 pub mod issues;
 pub mod merge_driver;
+pub mod mesh;
 pub mod run;
 pub mod validate;
 

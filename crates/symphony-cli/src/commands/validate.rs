@@ -59,7 +59,8 @@ fn write_text(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
         }
     }
     if !report.diagnostics.is_empty() {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr().lock(),
             "{} record(s): {} error(s), {} warning(s)",
             report.records,
             report.error_count(),

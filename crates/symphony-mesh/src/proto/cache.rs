@@ -105,6 +105,13 @@ impl<K: Hash + Eq + Clone, V> ExpiringCache<K, V> {
         self.map.len()
     }
 
+    /// Entries in insertion order (oldest first).
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> + '_ {
+        self.order
+            .iter()
+            .filter_map(|(_, key)| self.map.get_key_value(key).map(|(k, (v, _))| (k, v)))
+    }
+
     pub fn bytes(&self) -> usize {
         self.bytes
     }

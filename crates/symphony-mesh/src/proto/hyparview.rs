@@ -218,6 +218,10 @@ impl Membership {
         &self.active
     }
 
+    pub fn passive(&self) -> &[PeerAddr] {
+        &self.passive
+    }
+
     pub fn passive_len(&self) -> usize {
         self.passive.len()
     }

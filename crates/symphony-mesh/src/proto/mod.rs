@@ -9,7 +9,7 @@
 //! Parts: [`hyparview`] (membership, with settling re-joins and partition re-merge),
 //! [`plumtree`] (one broadcast tree per topic and origin), [`score`] (decayed peer score
 //! steering eager/lazy), [`cooling`] (slow-peer backoff with one recovery probe), [`wire`]
-//! (the versioned binary codec, documented in `docs/wire-messages.md`).
+//! (the versioned binary codec, documented in `docs/wire.md`).
 //!
 //! Contract with the shell:
 //! - every `Connect(addr)` is answered by exactly one `PeerUp(addr.id)` (connected, or an
@@ -24,7 +24,7 @@
 //!   (per-peer send timeout); a `Send` to a peer without a connection is dropped;
 //! - `SetTimer { after, timer }` fires `TimerFired(timer)` once, `after` from now.
 
-mod cache;
+pub(crate) mod cache;
 mod config;
 pub mod cooling;
 pub mod hyparview;

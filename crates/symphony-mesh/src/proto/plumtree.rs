@@ -143,6 +143,11 @@ pub struct PubsubCounters {
     pub graft_exhausted: u64,
     /// IWANT/GRAFT ids answered from the payload cache.
     pub served: u64,
+    /// Cached messages announced to new neighbours (anti-entropy on link up).
+    pub catch_up_announcements: u64,
+    /// Duplicates from the eager parent not answered with PRUNE, because the first copy was
+    /// a push from an already pruned peer that crossed the PRUNE.
+    pub parents_kept: u64,
     /// IWANT/GRAFT ids no longer in the payload cache.
     pub unserved: u64,
     /// Peers pruned from a topic's trees for a low score.
@@ -175,13 +180,19 @@ struct Cached {
     topic: Topic,
     payload: Bytes,
     hops: u16,
+    /// The neighbour whose copy was taken (this node for its own messages): the parent in
+    /// the origin's tree for this message.
+    from: NodeId,
 }
 
 #[derive(Clone, Debug)]
 struct Missing {
     topic: Topic,
+    /// Announcers not asked yet, with the hops they offered.
     announcers: Vec<(NodeId, u16)>,
     asked: Option<NodeId>,
+    /// Every peer that announced it (bounded by `max_announcers`): they have the message.
+    announced: Vec<NodeId>,
 }
 
 /// Estimated memory of one seen-id entry: the id in the map and in the expiry queue plus
@@ -197,6 +208,7 @@ pub(crate) struct PlumTree {
     config: PubsubConfig,
     score_params: ScoreParams,
     next_seq: u64,
+    last_published: Option<MessageId>,
     neighbors: Vec<NodeId>,
     trees: Trees,
     seen: ExpiringCache<MessageId, ()>,
@@ -219,6 +231,7 @@ impl PlumTree {
             config: p.clone(),
             score_params: config.score.clone(),
             next_seq: first_seq,
+            last_published: None,
             neighbors: Vec::new(),
             trees: Trees::new(p.max_topics, p.max_trees_per_topic),
             seen: ExpiringCache::new(cache::Limits {
@@ -261,9 +274,10 @@ impl PlumTree {
             seq: self.next_seq,
         };
         self.next_seq = self.next_seq.wrapping_add(1);
+        self.last_published = Some(id);
         self.counters.published += 1;
-        self.remember(id, &topic, &payload, 0, now);
-        self.forward(&topic, id, &payload, 0, None, now, out);
+        self.remember(id, &topic, &payload, 0, self.me, now);
+        self.forward(&topic, id, &payload, 0, &[], now, out);
     }
 
     /// Subscribes; returns false when the topic limit refused it.
@@ -330,11 +344,20 @@ impl PlumTree {
         if id.origin == self.me || self.seen.contains(&id) {
             self.counters.duplicates += 1;
             self.observe(from, Observation::Duplicate);
-            let eager = self
-                .trees
-                .tree(topic, &id.origin)
-                .is_some_and(|tree| tree.eager.contains(&from));
-            if eager {
+            let tree = self.trees.tree(topic, &id.origin);
+            let eager = tree.is_some_and(|tree| tree.eager.contains(&from));
+            // The first copy came from a peer this node had already pruned (a push that
+            // crossed the PRUNE): `from` is the parent that stays. Pruning it too would leave
+            // the tree without a parent here until a graft repairs it.
+            let stale_first = self.payloads.get(&id).is_some_and(|c| {
+                c.from != from
+                    && c.from != self.me
+                    && tree.is_some_and(|tree| !tree.eager.contains(&c.from))
+            });
+            if eager && stale_first {
+                self.counters.parents_kept += 1;
+            }
+            if eager && !stale_first {
                 self.trees.set_link(topic, Some(id.origin), from, false);
                 let prune = GossipMessage::Prune {
                     topic: topic.clone(),
@@ -348,15 +371,28 @@ impl PlumTree {
             return Received::Other;
         }
         self.counters.received_new += 1;
-        self.remember(id, topic, payload, hops, now);
+        self.remember(id, topic, payload, hops, from, now);
         self.observe(from, Observation::FirstDelivery);
-        if let Some(missing) = self.missing.remove(&id)
-            && missing.asked == Some(from)
-        {
-            self.observe(from, Observation::IwantFulfilled);
+        // Peers that announced the message have it: a push would only be a duplicate that
+        // makes them PRUNE this link. This matters for repaired messages, which arrive late,
+        // when every neighbour has long had them.
+        let mut holders = vec![from];
+        if let Some(missing) = self.missing.remove(&id) {
+            if missing.asked == Some(from) {
+                self.observe(from, Observation::IwantFulfilled);
+            }
+            holders.extend(missing.announced);
         }
         if let Some(tree) = self.trees.tree_mut(topic, &id.origin) {
             tree.active = true;
+            if tree.eager.contains(&from) {
+                tree.parent = Some(from);
+            } else if let Some(parent) = tree.parent.filter(|p| tree.eager.contains(p)) {
+                // A push from a peer already pruned, crossing the PRUNE, arrived before the
+                // parent's copy. The parent has the message; pushing it there would be a
+                // duplicate that makes the parent PRUNE this node and cut it off the tree.
+                holders.push(parent);
+            }
         }
         if self.trees.topic(topic).is_some_and(|t| t.subscribed) {
             self.counters.delivered += 1;
@@ -368,7 +404,7 @@ impl PlumTree {
                 from,
             });
         }
-        self.forward(topic, id, payload, hops, Some(from), now, out);
+        self.forward(topic, id, payload, hops, &holders, now, out);
         Received::New(id.origin)
     }
 
@@ -381,9 +417,10 @@ impl PlumTree {
                 continue;
             }
             if let Some(missing) = self.missing.get_mut(&entry.id) {
-                let known = missing.announcers.iter().any(|(p, _)| *p == from);
-                if !known && missing.announcers.len() < self.config.max_announcers {
+                let known = missing.announced.contains(&from);
+                if !known && missing.announced.len() < self.config.max_announcers {
                     missing.announcers.push((from, entry.hops));
+                    missing.announced.push(from);
                 }
                 continue;
             }
@@ -397,6 +434,7 @@ impl PlumTree {
                     topic: topic.clone(),
                     announcers: vec![(from, entry.hops)],
                     asked: None,
+                    announced: vec![from],
                 },
             );
             out.timer(self.config.graft_timeout, Timer::Graft(entry.id));
@@ -536,6 +574,29 @@ impl PlumTree {
                 );
             }
         }
+        self.catch_up(peer, out);
+    }
+
+    /// Anti-entropy for a new link: announces every payload still cached, so a neighbour
+    /// that was cut off (its links died while messages were in flight, or it just rejoined)
+    /// pulls what it lacks through the ordinary IHAVE → GRAFT/IWANT path. A neighbour that
+    /// has them ignores the entries. Bounded by `max_lazy_queue` per peer.
+    fn catch_up(&mut self, peer: NodeId, out: &mut Outbox) {
+        let cached: Vec<(Topic, IHaveEntry)> = self
+            .payloads
+            .iter()
+            .map(|(id, cached)| {
+                let entry = IHaveEntry {
+                    id: *id,
+                    hops: cached.hops.saturating_add(1),
+                };
+                (cached.topic.clone(), entry)
+            })
+            .collect();
+        self.counters.catch_up_announcements += cached.len() as u64;
+        for (topic, entry) in cached {
+            self.announce(peer, &topic, entry, out);
+        }
     }
 
     pub fn neighbor_down(&mut self, peer: NodeId) {
@@ -664,7 +725,7 @@ impl PlumTree {
         id: MessageId,
         payload: &Bytes,
         hops: u16,
-        except: Option<NodeId>,
+        except: &[NodeId],
         now: Instant,
         out: &mut Outbox,
     ) {
@@ -675,13 +736,13 @@ impl PlumTree {
         let eager: Vec<NodeId> = tree
             .eager
             .iter()
-            .filter(|p| Some(**p) != except)
+            .filter(|p| !except.contains(p))
             .copied()
             .collect();
         let lazy: Vec<NodeId> = tree
             .lazy
             .iter()
-            .filter(|p| Some(**p) != except)
+            .filter(|p| !except.contains(p))
             .copied()
             .collect();
         for peer in eager {
@@ -716,13 +777,22 @@ impl PlumTree {
         }
     }
 
-    fn remember(&mut self, id: MessageId, topic: &Topic, payload: &Bytes, hops: u16, now: Instant) {
+    fn remember(
+        &mut self,
+        id: MessageId,
+        topic: &Topic,
+        payload: &Bytes,
+        hops: u16,
+        from: NodeId,
+        now: Instant,
+    ) {
         self.seen.insert(id, (), SEEN_ENTRY_BYTES, now);
         let size = payload.len() + topic.as_str().len() + PAYLOAD_ENTRY_OVERHEAD;
         let cached = Cached {
             topic: topic.clone(),
             payload: payload.clone(),
             hops,
+            from,
         };
         self.payloads.insert(id, cached, size, now);
     }
@@ -762,6 +832,10 @@ impl PlumTree {
         if self.neighbors.contains(&peer) || self.scores.contains_key(&peer) {
             self.scores.entry(peer).or_default().observe(observation);
         }
+    }
+
+    pub fn last_published(&self) -> Option<MessageId> {
+        self.last_published
     }
 
     pub fn score(&self, peer: &NodeId) -> f64 {

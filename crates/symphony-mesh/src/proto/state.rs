@@ -70,6 +70,37 @@ impl State {
         self.membership.active().iter().map(|a| a.id)
     }
 
+    /// The active view with the neighbours' advertised addresses, in join order.
+    pub fn active_peers(&self) -> &[PeerAddr] {
+        self.membership.active()
+    }
+
+    /// The passive view: known addresses used to repair the active view (HyParView §3).
+    pub fn passive_peers(&self) -> &[PeerAddr] {
+        self.membership.passive()
+    }
+
+    /// The peer's current decayed score (`score` module); 0 for a peer never observed.
+    pub fn score(&self, peer: &NodeId) -> f64 {
+        self.pubsub.score(peer)
+    }
+
+    /// The id of the most recent message this node published, if any. An
+    /// [`Event::Publish`] that the state refused (payload over [`super::wire::MAX_PAYLOAD_LEN`],
+    /// topic limit reached) leaves it unchanged.
+    pub fn last_published(&self) -> Option<super::MessageId> {
+        self.pubsub.last_published()
+    }
+
+    /// Whether messages of `topic` are delivered locally ([`Event::Subscribe`] was accepted
+    /// and not undone).
+    pub fn is_subscribed(&self, topic: &super::Topic) -> bool {
+        self.pubsub
+            .trees()
+            .topic(topic)
+            .is_some_and(|t| t.subscribed)
+    }
+
     /// Cooled peers with the end of their period and their backoff.
     pub fn cooled_peers(&self) -> impl Iterator<Item = CooledPeer> + '_ {
         self.pubsub.cooled()

@@ -1,5 +1,5 @@
 //! The versioned binary encoding of every mesh message (membership, pubsub, and the reserved
-//! direct-message pair). Documented in `docs/wire-messages.md`.
+//! direct-message pair). Documented in `docs/wire.md`.
 //!
 //! A message is `version:u8 kind:u8 body`, big-endian integers, no padding. The frame layer
 //! around it (length prefix, stream) is `frame.rs`'s. Decoding treats input as hostile:
@@ -60,30 +60,38 @@ const MIN_PEER_ADDR_LEN: usize = NODE_ID_LEN + 1 + 4 + 2;
 pub enum WireMessage {
     /// Membership and pubsub (control stream).
     Proto(Message),
-    /// A direct message relayed through neighbours (DM stream; reserved for the DM layer).
+    /// A direct message, possibly relayed through neighbours (direct stream).
     Direct(DirectMessage),
-    /// The outcome of a direct message (DM stream; reserved for the DM layer).
+    /// The outcome of a direct message (direct stream).
     Receipt(Receipt),
 }
 
-/// A direct message addressed to one node, possibly relayed through neighbours.
+/// A direct message addressed to one node, possibly relayed through neighbours
+/// (docs/wire.md, "Direct messages").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirectMessage {
     /// The sender.
     pub from: NodeId,
     /// The addressee.
     pub to: NodeId,
-    /// Sender-chosen id, echoed in the receipt.
+    /// Sender-chosen id, unique per sender; `(from, id)` is the dedupe key and is echoed in
+    /// the receipt.
     pub id: u64,
-    /// Relays still allowed; a relay receiving 0 answers `HopLimit`.
+    /// Links the message may still travel after the one it arrived on; a relay forwards to
+    /// the addressee only with `hops_left >= 1` and to other relays only with
+    /// `hops_left >= 2`.
     pub hops_left: u8,
+    /// The id of the sender's earlier message this one answers (request/response).
+    pub in_reply_to: Option<u64>,
     /// At most [`MAX_PAYLOAD_LEN`] bytes.
     pub payload: Bytes,
 }
 
-/// How a direct message went.
+/// How a direct message went, travelling back to its sender along the reverse path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Receipt {
+    /// The direct message's sender, to whom the receipt travels.
+    pub origin: NodeId,
     /// The direct message's id.
     pub id: u64,
     /// The outcome.
@@ -94,15 +102,16 @@ pub struct Receipt {
 /// failed").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReceiptStatus {
-    /// Addressed to the sender itself; short-circuited locally.
+    /// Addressed to the sender itself; short-circuited locally (never sent, code reserved).
     Loopback = 0,
     /// Delivered over a direct connection.
     Direct = 1,
     /// Delivered through at least one relay.
     Relayed = 2,
-    /// No connection or relay towards the addressee.
+    /// No connection or relay towards the addressee on this branch (or the branch already
+    /// carried a copy).
     NoRoute = 3,
-    /// The hop budget ran out before the addressee.
+    /// The hop budget ran out on this branch before the addressee.
     HopLimit = 4,
     /// The addressee's receive queue was full.
     Overloaded = 5,
@@ -306,10 +315,18 @@ impl Writer<'_> {
                 self.node(&d.to);
                 self.u64(d.id);
                 self.u8(d.hops_left);
+                match d.in_reply_to {
+                    Some(id) => {
+                        self.u8(1);
+                        self.u64(id);
+                    }
+                    None => self.u8(0),
+                }
                 self.payload(&d.payload)
             }
             WireMessage::Receipt(r) => {
                 self.u8(RECEIPT);
+                self.node(&r.origin);
                 self.u64(r.id);
                 self.u8(r.status.code());
                 Ok(())
@@ -736,9 +753,15 @@ impl Reader {
                 to: self.node("to")?,
                 id: self.u64("id")?,
                 hops_left: self.u8("hops_left")?,
+                in_reply_to: if self.flag("Direct.has_reply_to")? {
+                    Some(self.u64("Direct.in_reply_to")?)
+                } else {
+                    None
+                },
                 payload: self.payload()?,
             })),
             RECEIPT => {
+                let origin = self.node("Receipt.origin")?;
                 let id = self.u64("id")?;
                 let offset = self.pos;
                 let value = self.u8("status")?;
@@ -750,7 +773,7 @@ impl Reader {
                         offset,
                         value,
                     })?;
-                Ok(WireMessage::Receipt(Receipt { id, status }))
+                Ok(WireMessage::Receipt(Receipt { origin, id, status }))
             }
             kind => Err(DecodeError::UnknownKind { kind }),
         }

@@ -54,6 +54,9 @@ pub mod close_code {
     pub const SETUP_TIMEOUT: u32 = 6;
 }
 
+/// Smallest accepted [`TransportConfig::stream_window`].
+const MIN_STREAM_WINDOW: u32 = 16 << 10;
+
 /// Transport settings. Durations are wall-clock; sizes are bytes unless stated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransportConfig {
@@ -80,6 +83,12 @@ pub struct TransportConfig {
     /// Outbound budget per peer and purpose, in payload bytes; at least `max_frame_len`.
     /// Default 4 MiB.
     pub outbound_bytes: usize,
+    /// QUIC flow-control credit granted per stream, in bytes; this node also buffers at most
+    /// three times this in unacknowledged writes per connection. A peer that falls this far
+    /// behind blocks writes to it, which after `send_timeout` reports `SendTimedOut`, so this
+    /// bounds how much a slow peer can have queued before it is detected (and cooled).
+    /// At least 16 KiB. Default 256 KiB.
+    pub stream_window: u32,
     /// Capacity of the receive (event) queue shared by all peers, in events. Default 4096.
     pub event_queue: usize,
     /// Report every n-th successful write per stream as `Event::SendSucceeded`; 0 disables.
@@ -103,6 +112,7 @@ impl TransportConfig {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             outbound_frames: 1024,
             outbound_bytes: 4 << 20,
+            stream_window: 256 << 10,
             event_queue: 4096,
             latency_sample_every: 16,
             max_pending_handshakes: 64,
@@ -138,6 +148,9 @@ impl TransportConfig {
         }
         if self.outbound_bytes < self.max_frame_len as usize {
             return bad("outbound_bytes", "must be at least max_frame_len");
+        }
+        if self.stream_window < MIN_STREAM_WINDOW {
+            return bad("stream_window", "must be at least 16 KiB");
         }
         Ok(())
     }

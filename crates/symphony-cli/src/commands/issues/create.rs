@@ -1,6 +1,7 @@
 //! `symphony issues create --title T [...] [--commit]`: appends an issue with the next id
 //! (symphony_tracker::ops::create) and prints the id.
 
+use std::io::Write as _;
 use symphony_tracker::ops::{self, NewIssue};
 use time::OffsetDateTime;
 
@@ -71,6 +72,6 @@ pub fn run(tracker: &Tracker, args: Args) -> anyhow::Result<()> {
         &report,
         &format!("issues: create {id}: {}", issue.title),
     )?;
-    println!("{id}");
+    writeln!(std::io::stdout().lock(), "{id}")?;
     Ok(())
 }

@@ -356,3 +356,78 @@ fn caches_respect_byte_caps_and_ttl() {
     assert_eq!((stats.seen_entries, stats.payload_entries), (0, 0));
     assert_eq!(stats.seen_evictions.expired, 3);
 }
+
+#[test]
+fn a_new_neighbour_is_told_of_every_cached_message() {
+    let (mut p, mut out) = plumtree(&Config::default(), &[1]);
+    let now = Instant::now();
+    p.on_message(id(1), gossip(9, 1, 1), now, &mut out);
+    p.publish(topic(), Bytes::from_static(b"own"), now, &mut out);
+    take(&mut out);
+    p.neighbor_up(id(2), &mut out);
+    p.flush_ihave(&mut out);
+    let announced: Vec<(NodeId, Vec<MessageId>)> = sent(&take(&mut out))
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            GossipMessage::IHave { entries, .. } => {
+                Some((to, entries.iter().map(|e| e.id).collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced.len(), 1);
+    assert_eq!(announced[0].0, id(2));
+    assert_eq!(announced[0].1.len(), 2);
+    assert!(announced[0].1.contains(&msg(9, 1)));
+    assert_eq!(p.counters().catch_up_announcements, 2);
+}
+
+fn prunes(commands: &[Command]) -> Vec<NodeId> {
+    sent(commands)
+        .into_iter()
+        .filter(|(_, m)| m.kind() == MessageKind::Prune)
+        .map(|(to, _)| to)
+        .collect()
+}
+
+#[test]
+fn a_push_crossing_a_prune_does_not_cut_the_node_off_its_parent() {
+    let (mut p, mut out) = plumtree(&Config::default(), &[1, 2, 3]);
+    let now = Instant::now();
+    // Origin 9's first message: 1 is first, 2 is a duplicate and is pruned.
+    p.on_message(id(1), gossip(9, 1, 1), now, &mut out);
+    p.on_message(id(2), gossip(9, 1, 1), now, &mut out);
+    assert_eq!(prunes(&take(&mut out)), vec![id(2)]);
+    assert_eq!(eager(&p, 9), vec![id(1), id(3)]);
+    // 2 pushed message 2 before it got the PRUNE, and that copy wins the race.
+    p.on_message(id(2), gossip(9, 2, 1), now, &mut out);
+    assert_eq!(
+        pushed_to(&take(&mut out)),
+        vec![id(3)],
+        "not pushed to the parent, which has it"
+    );
+    // The parent's copy is a duplicate, but the parent stays.
+    p.on_message(id(1), gossip(9, 2, 1), now, &mut out);
+    assert!(prunes(&take(&mut out)).is_empty());
+    assert_eq!(eager(&p, 9), vec![id(1), id(3)]);
+    assert_eq!(p.counters().parents_kept, 1);
+}
+
+#[test]
+fn a_repaired_message_is_not_pushed_to_the_peers_that_announced_it() {
+    let (mut p, mut out) = plumtree(&Config::default(), &[1, 2, 3]);
+    let now = Instant::now();
+    let ihave = GossipMessage::IHave {
+        topic: topic(),
+        entries: vec![IHaveEntry {
+            id: msg(9, 5),
+            hops: 2,
+        }],
+    };
+    p.on_message(id(1), ihave.clone(), now, &mut out);
+    p.on_message(id(2), ihave, now, &mut out);
+    p.on_graft_timer(msg(9, 5), now, &mut out);
+    take(&mut out);
+    p.on_message(id(1), gossip(9, 5, 2), now, &mut out);
+    assert_eq!(pushed_to(&take(&mut out)), vec![id(3)]);
+}

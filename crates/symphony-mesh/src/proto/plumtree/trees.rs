@@ -23,6 +23,8 @@ pub(crate) struct Tree {
     last_used: Instant,
     /// Carried a new message since the last opportunistic-graft round.
     pub active: bool,
+    /// The eager neighbour that last brought a new message: this node's parent in the tree.
+    pub parent: Option<NodeId>,
 }
 
 /// The trees of one topic.
@@ -126,6 +128,7 @@ impl Trees {
             lazy: BTreeSet::new(),
             last_used: now,
             active: false,
+            parent: None,
         };
         let mut pruned = Vec::new();
         for (peer, healthy) in neighbors {

@@ -88,17 +88,27 @@ fn wire_message() -> impl Strategy<Value = WireMessage> {
     prop_oneof![
         membership().prop_map(|m| WireMessage::Proto(Message::Membership(m))),
         gossip().prop_map(|m| WireMessage::Proto(Message::Gossip(m))),
-        (node_id(), node_id(), any::<u64>(), any::<u8>(), payload()).prop_map(
-            |(from, to, id, hops_left, payload)| WireMessage::Direct(DirectMessage {
-                from,
-                to,
-                id,
-                hops_left,
-                payload
-            })
-        ),
-        (any::<u64>(), status)
-            .prop_map(|(id, status)| WireMessage::Receipt(Receipt { id, status })),
+        (
+            node_id(),
+            node_id(),
+            any::<u64>(),
+            any::<u8>(),
+            prop::option::of(any::<u64>()),
+            payload()
+        )
+            .prop_map(|(from, to, id, hops_left, in_reply_to, payload)| {
+                WireMessage::Direct(DirectMessage {
+                    from,
+                    to,
+                    id,
+                    hops_left,
+                    in_reply_to,
+                    payload,
+                })
+            }),
+        (node_id(), any::<u64>(), status).prop_map(|(origin, id, status)| {
+            WireMessage::Receipt(Receipt { origin, id, status })
+        }),
     ]
 }
 
@@ -203,6 +213,7 @@ fn decoded_payload_shares_the_frame_memory() {
         to: id(2),
         id: 9,
         hops_left: 3,
+        in_reply_to: Some(4),
         payload: Bytes::from(vec![7u8; 100]),
     });
     let frame = Bytes::from(encode(&message).unwrap());
@@ -273,13 +284,23 @@ fn huge_lengths_and_counts_fail_before_allocating() {
     ));
 }
 
+/// A receipt (origin, id 1) with status 6, which has no meaning.
+const RECEIPT_BAD_STATUS: [u8; 43] = {
+    let mut bytes = [0u8; 43];
+    bytes[0] = VERSION;
+    bytes[1] = RECEIPT;
+    bytes[41] = 1;
+    bytes[42] = 6;
+    bytes
+};
+
 #[test]
 fn invalid_values_are_typed() {
     let cases: [(&[u8], &str); 5] = [
         (&[VERSION, JOIN, 5, 0, 0], "address family"),
         (&[VERSION, NEIGHBOR_REPLY, 2], "accepted"),
         (&[VERSION, PRUNE, 1, b't', 9], "Prune.has_origin"),
-        (&[VERSION, RECEIPT, 0, 0, 0, 0, 0, 0, 0, 1, 6], "status"),
+        (&RECEIPT_BAD_STATUS, "status"),
         (&[VERSION, NEIGHBOR, 4, 1, 2, 3, 4, 0, 80, 3], "priority"),
     ];
     for (bytes, expected) in cases {
@@ -306,6 +327,7 @@ fn encoder_refuses_what_the_decoder_would_refuse() {
         to: id(2),
         id: 1,
         hops_left: 1,
+        in_reply_to: None,
         payload: Bytes::from(vec![0u8; MAX_PAYLOAD_LEN + 1]),
     });
     let mut buf = vec![0xee];
