@@ -465,7 +465,8 @@ fn link_proofs(tx: &mut Transaction<'_>, id: &str, proofs_dir: &str) -> Result<(
     }
 }
 
-fn string_field(record: &Map<String, Value>, field: &str) -> String {
+/// The string value of `field` in a record, empty when absent or not a string.
+pub(crate) fn string_field(record: &Map<String, Value>, field: &str) -> String {
     record
         .get(field)
         .and_then(Value::as_str)

@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use crate::git_issues::{GitIssues, TrackerSettings, is_handed_off};
+use crate::git_issues::{GitIssues, TrackerSettings, is_handed_off, string_field};
 use crate::handoff;
 use crate::hooks::{HookKind, HookOutcome, run_configured_hook};
 use crate::prompt::{continuation_prompt, render_prompt};
@@ -580,14 +580,6 @@ fn manifest_error(outcome: &AttemptOutcome) -> Option<ManifestError> {
         }),
         _ => None,
     }
-}
-
-fn string_field(record: &Map<String, Value>, field: &str) -> String {
-    record
-        .get(field)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Resolves when the orchestrator asks the worker to stop; a vanished orchestrator counts as
