@@ -140,31 +140,29 @@ impl GitIssues {
         settings: &TrackerSettings,
         now: OffsetDateTime,
     ) -> Result<Vec<Candidate>, TrackerError> {
-        let document = self.store.read()?;
-        let heads = document.heads()?;
+        let heads = self.store.read_heads()?;
         let index = ReadyIndex::new(&heads, &settings.states, settings.claim_ttl_ms, now);
         let mut eligible: Vec<_> = heads
             .iter()
-            .filter(|head| match index.readiness(head) {
+            .filter(|&head| match index.readiness(head) {
                 Readiness::Ready => true,
                 Readiness::Claimed(holder) => holder == self.node,
                 _ => false,
             })
             .filter(|head| {
                 settings.required_labels.iter().all(|required| {
-                    head.labels
-                        .iter()
+                    head.labels()
                         .any(|label| label.trim().eq_ignore_ascii_case(required))
                 })
             })
             .filter(|head| {
-                let shard = head.shard.clone().or_else(|| {
-                    claims::freeze(&[self.node.as_str()], &head.id, settings.claim_ttl_ms, 0)
+                let shard = head.shard().cloned().or_else(|| {
+                    claims::freeze(&[self.node.as_str()], head.id(), settings.claim_ttl_ms, 0)
                 });
                 let Some(shard) = shard else { return false };
-                let last_activity = parse_timestamp(&head.updated_at).unwrap_or(now);
+                let last_activity = parse_timestamp(head.updated_at()).unwrap_or(now);
                 matches!(
-                    claims::decide(&self.node, &shard, head.claim.as_ref(), last_activity, now),
+                    claims::decide(&self.node, &shard, head.claim(), last_activity, now),
                     ClaimDecision::Grant { .. }
                 )
             })
@@ -173,9 +171,9 @@ impl GitIssues {
         Ok(eligible
             .into_iter()
             .map(|head| Candidate {
-                id: head.id.to_string(),
-                identifier: head.identifier.to_string(),
-                state: head.state.to_string(),
+                id: head.id().to_string(),
+                identifier: head.identifier().to_string(),
+                state: head.state().to_string(),
             })
             .collect())
     }

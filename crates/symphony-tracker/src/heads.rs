@@ -1,83 +1,371 @@
-//! The scheduling fields of every record, streamed: what `list` and `ready` read.
+//! The scheduling fields of every record, streamed: what `list`, `ready` and the
+//! orchestrator's candidate fetch read.
 //!
-//! The file is streamed ([`crate::scan`]), never held whole: only the parsed heads stay in
-//! memory. Every line gets the checks [`crate::Document`] applies, and errors name the first
-//! bad line in file order.
+//! The file is streamed ([`crate::scan`]), never held whole, and what is kept of a record is
+//! small and costs no allocation: its scheduling strings are copied into one buffer per
+//! scanned range, and the record keeps their offsets. Why: on this class of VM a page fault
+//! costs ~9 µs, and an owned head per record (a 380-byte struct and a dozen allocations,
+//! ~1 KB) made faulting in the kept memory cost more than parsing the file. Every line gets
+//! the checks [`crate::Document`] applies, and errors name the first bad line in file order.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::path::Path;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::document::parse_head;
 use crate::error::{Result, TrackerError};
-use crate::model::IssueHead;
+use crate::model::{Claim, IssueHead, Shard};
 use crate::scan::ScannedLine;
 
-/// The heads of a file, in file order.
-#[derive(Debug, Default)]
+/// The heads of a file, in file order, with a table of their ids.
 pub struct Heads {
-    /// One per record line.
-    pub heads: Vec<IssueHead<'static>>,
-    /// The 1-based line of each head.
-    pub lines: Vec<usize>,
+    parts: Vec<Part>,
+    /// The position (in file order) of the record defining each id; the last one for an id
+    /// defined twice.
+    ids: HashTable<usize>,
+    hasher: DefaultHashBuilder,
+    /// The first id defined twice, in file order: positions of the second and first records.
+    duplicate: Option<(usize, usize)>,
 }
 
-impl Heads {
-    /// Errors with [`TrackerError::DuplicateId`] at the first id defined twice: commands
-    /// refuse to guess which record is meant.
-    pub fn check_unique_ids(&self, path: &Path) -> Result<()> {
-        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(self.heads.len());
-        for (head, &line) in self.heads.iter().zip(&self.lines) {
-            if let Some(&first_line) = seen.get(head.id.as_ref()) {
-                return Err(TrackerError::DuplicateId {
-                    path: path.to_path_buf(),
-                    line,
-                    first_line,
-                    id: head.id.to_string(),
-                });
-            }
-            seen.insert(&head.id, line);
-        }
-        Ok(())
+/// One scanned range's records.
+struct Part {
+    /// 0-based number of the range's first line in the file.
+    first_line: usize,
+    /// Position of the range's first record among all records.
+    first_record: usize,
+    /// The strings of every record, back to back.
+    text: String,
+    records: Vec<Record>,
+    /// Each record's label and blocker id spans, labels first.
+    lists: Vec<Span>,
+}
+
+/// A string of a record: its byte range in the part's text, relative to the record's first
+/// byte there (a record's strings come from one line, so `u32` holds them).
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+struct Record {
+    /// 0-based line within the range.
+    line: usize,
+    /// Where the record's strings start in the part's text, and its spans in the part's lists.
+    text_at: usize,
+    lists_at: usize,
+    id: Span,
+    identifier: Span,
+    title: Span,
+    state: Span,
+    created_at: Span,
+    updated_at: Span,
+    assignee: Option<Span>,
+    priority: Option<i64>,
+    labels: u32,
+    blockers: u32,
+    /// Shard and claim, boxed: most records have neither.
+    coordination: Option<Box<Coordination>>,
+}
+
+struct Coordination {
+    shard: Option<Shard>,
+    claim: Option<Claim>,
+}
+
+/// One record's scheduling fields, borrowed from [`Heads`].
+#[derive(Clone, Copy)]
+pub struct HeadRef<'h> {
+    part: &'h Part,
+    record: &'h Record,
+}
+
+impl<'h> HeadRef<'h> {
+    fn text(&self, span: Span) -> &'h str {
+        let at = self.record.text_at;
+        &self.part.text[at + span.start as usize..at + span.end as usize]
+    }
+
+    fn list(&self, skip: u32, take: u32) -> impl Iterator<Item = &'h str> + use<'h> {
+        let at = self.record.lists_at + skip as usize;
+        let this = *self;
+        self.part.lists[at..at + take as usize]
+            .iter()
+            .map(move |&span| this.text(span))
+    }
+
+    /// 1-based line of the record in the file.
+    pub fn line(&self) -> usize {
+        self.part.first_line + self.record.line + 1
+    }
+
+    /// See [`crate::Issue::id`].
+    pub fn id(&self) -> &'h str {
+        self.text(self.record.id)
+    }
+
+    /// See [`crate::Issue::identifier`].
+    pub fn identifier(&self) -> &'h str {
+        self.text(self.record.identifier)
+    }
+
+    /// See [`crate::Issue::title`].
+    pub fn title(&self) -> &'h str {
+        self.text(self.record.title)
+    }
+
+    /// See [`crate::Issue::state`].
+    pub fn state(&self) -> &'h str {
+        self.text(self.record.state)
+    }
+
+    /// See [`crate::Issue::priority`].
+    pub fn priority(&self) -> Option<i64> {
+        self.record.priority
+    }
+
+    /// See [`crate::Issue::created_at`].
+    pub fn created_at(&self) -> &'h str {
+        self.text(self.record.created_at)
+    }
+
+    /// See [`crate::Issue::updated_at`].
+    pub fn updated_at(&self) -> &'h str {
+        self.text(self.record.updated_at)
+    }
+
+    /// See [`crate::Issue::assignee`].
+    pub fn assignee(&self) -> Option<&'h str> {
+        self.record.assignee.map(|span| self.text(span))
+    }
+
+    /// See [`crate::Issue::labels`].
+    pub fn labels(&self) -> impl Iterator<Item = &'h str> + use<'h> {
+        self.list(0, self.record.labels)
+    }
+
+    /// The ids of [`crate::Issue::blocked_by`], in ref order.
+    pub fn blocker_ids(&self) -> impl Iterator<Item = &'h str> + use<'h> {
+        self.list(self.record.labels, self.record.blockers)
+    }
+
+    /// See [`crate::Issue::shard`].
+    pub fn shard(&self) -> Option<&'h Shard> {
+        self.record.coordination.as_ref()?.shard.as_ref()
+    }
+
+    /// See [`crate::Issue::claim`].
+    pub fn claim(&self) -> Option<&'h Claim> {
+        self.record.coordination.as_ref()?.claim.as_ref()
     }
 }
 
-/// Streams the heads of the file at `path` ([`crate::scan`]): only the parsed heads are
-/// kept, in vectors reserved up front so they never move while growing.
+impl Heads {
+    fn new(parts: Vec<Part>) -> Heads {
+        let hasher = DefaultHashBuilder::default();
+        let total = parts.iter().map(|part| part.records.len()).sum();
+        let mut ids = HashTable::with_capacity(total);
+        let mut duplicate = None;
+        let id_at = |position: usize| at(&parts, position).id();
+        for (position, head) in iter(&parts).enumerate() {
+            let id = head.id();
+            let hash = hasher.hash_one(id);
+            match ids.find_mut(hash, |&other| id_at(other) == id) {
+                Some(previous) => {
+                    duplicate.get_or_insert((position, *previous));
+                    *previous = position;
+                }
+                None => {
+                    ids.insert_unique(hash, position, |&other| hasher.hash_one(id_at(other)));
+                }
+            }
+        }
+        Heads {
+            parts,
+            ids,
+            hasher,
+            duplicate,
+        }
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|part| part.records.len()).sum()
+    }
+
+    /// Whether the file holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every record, in file order.
+    pub fn iter(&self) -> impl Iterator<Item = HeadRef<'_>> {
+        iter(&self.parts)
+    }
+
+    /// The record with `id` (the last one for an id defined twice).
+    pub fn get(&self, id: &str) -> Option<HeadRef<'_>> {
+        let position = self.ids.find(self.hasher.hash_one(id), |&position| {
+            at(&self.parts, position).id() == id
+        })?;
+        Some(at(&self.parts, *position))
+    }
+
+    /// Errors with [`TrackerError::DuplicateId`] at the first id defined twice: commands
+    /// refuse to guess which record is meant.
+    pub fn check_unique_ids(&self, path: &Path) -> Result<()> {
+        match self.duplicate {
+            Some((second, first)) => {
+                let (second, first) = (at(&self.parts, second), at(&self.parts, first));
+                Err(TrackerError::DuplicateId {
+                    path: path.to_path_buf(),
+                    line: second.line(),
+                    first_line: first.line(),
+                    id: second.id().to_string(),
+                })
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Heads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl std::fmt::Debug for HeadRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadRef")
+            .field("line", &self.line())
+            .field("id", &self.id())
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+fn iter(parts: &[Part]) -> impl Iterator<Item = HeadRef<'_>> {
+    parts.iter().flat_map(|part| {
+        part.records
+            .iter()
+            .map(move |record| HeadRef { part, record })
+    })
+}
+
+/// The record at `position` in file order (a position [`Heads::new`] handed out).
+fn at(parts: &[Part], position: usize) -> HeadRef<'_> {
+    let k = parts.partition_point(|part| part.first_record <= position) - 1;
+    let part = &parts[k];
+    HeadRef {
+        part,
+        record: &part.records[position - part.first_record],
+    }
+}
+
+impl Part {
+    /// Room for the records of `bytes` of file. Reserved, not touched: only the pages the
+    /// records fill are faulted in. A record with the required fields takes over 100 bytes
+    /// and real ones 1–20 KB, so the vectors rarely grow (and growing is only slower).
+    fn with_capacity(bytes: u64) -> Part {
+        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        let records = bytes / 512 + 16;
+        Part {
+            first_line: 0,
+            first_record: 0,
+            text: String::with_capacity(bytes / 8),
+            records: Vec::with_capacity(records),
+            lists: Vec::with_capacity(records * 4),
+        }
+    }
+
+    /// Keeps `head`, read from range-local line `line`. `None` when its strings do not fit
+    /// `u32` offsets (a line over 4 GiB).
+    fn push(&mut self, line: usize, head: &IssueHead<'_>) -> Option<()> {
+        let text_at = self.text.len();
+        let lists_at = self.lists.len();
+        let text = &mut self.text;
+        let mut put = |value: &str| {
+            let start = u32::try_from(text.len() - text_at).ok()?;
+            text.push_str(value);
+            let end = u32::try_from(text.len() - text_at).ok()?;
+            Some(Span { start, end })
+        };
+        let id = put(&head.id)?;
+        let identifier = if head.identifier == head.id {
+            id
+        } else {
+            put(&head.identifier)?
+        };
+        let title = put(&head.title)?;
+        let state = put(&head.state)?;
+        let created_at = put(&head.created_at)?;
+        let updated_at = put(&head.updated_at)?;
+        let assignee = match &head.assignee {
+            Some(assignee) => Some(put(assignee)?),
+            None => None,
+        };
+        let labels = head.labels.iter().map(|label| label.as_ref());
+        for value in labels.chain(head.blocked_by.iter().map(|blocker| blocker.id.as_ref())) {
+            self.lists.push(put(value)?);
+        }
+        let coordination = (head.shard.is_some() || head.claim.is_some()).then(|| {
+            Box::new(Coordination {
+                shard: head.shard.clone(),
+                claim: head.claim.clone(),
+            })
+        });
+        self.records.push(Record {
+            line,
+            text_at,
+            lists_at,
+            id,
+            identifier,
+            title,
+            state,
+            created_at,
+            updated_at,
+            assignee,
+            priority: head.priority,
+            labels: u32::try_from(head.labels.len()).ok()?,
+            blockers: u32::try_from(head.blocked_by.len()).ok()?,
+            coordination,
+        });
+        Some(())
+    }
+}
+
+/// Streams the heads of the file at `path` ([`crate::scan`]).
 ///
 /// Errors: [`TrackerError::Missing`], [`TrackerError::Io`], and for the first bad line
 /// [`TrackerError::RecordTooLarge`], [`TrackerError::ConflictMarkers`],
 /// [`TrackerError::InvalidUtf8`], [`TrackerError::Json`] or [`TrackerError::Record`].
 pub fn scan(path: &Path, max_record_bytes: usize) -> Result<Heads> {
-    let reserve = |bytes: u64| {
-        // Reserved, not touched: only the pages the heads fill are ever faulted in. A record
-        // with the required fields takes over 250 bytes and real ones 1–20 KB, so one head
-        // per 512 bytes rarely needs to grow (and growing is only slower).
-        let expected = usize::try_from(bytes / 512).unwrap_or(0) + 16;
-        Heads {
-            heads: Vec::with_capacity(expected),
-            lines: Vec::with_capacity(expected),
+    let visit = |part: &mut Part, line: ScannedLine<'_>| {
+        if line.content.trim().is_empty() {
+            return Ok(());
         }
+        let head = parse_head(path, line.index + 1, line.content)?;
+        part.push(line.index, &head)
+            .ok_or_else(|| TrackerError::RecordTooLarge {
+                path: path.to_path_buf(),
+                line: line.index + 1,
+                bytes: line.content.len(),
+                limit: u32::MAX as usize,
+            })
     };
-    let visit = |heads: &mut Heads, line: ScannedLine<'_>| {
-        if !line.content.trim().is_empty() {
-            let head = parse_head(path, line.index + 1, line.content)?;
-            heads.heads.push(head.into_owned());
-            heads.lines.push(line.index + 1);
-        }
-        Ok(())
-    };
-    let scanned = crate::scan::scan(path, max_record_bytes, reserve, visit)?;
-    let mut parts = scanned.parts.into_iter();
-    let Some((_, mut heads)) = parts.next() else {
-        return Ok(Heads::default());
-    };
-    for (first, part) in parts {
-        heads.heads.extend(part.heads);
-        heads
-            .lines
-            .extend(part.lines.iter().map(|line| line + first));
+    let scanned = crate::scan::scan(path, max_record_bytes, Part::with_capacity, visit)?;
+    let mut parts = Vec::with_capacity(scanned.parts.len());
+    let mut records = 0;
+    for (first_line, mut part) in scanned.parts {
+        part.first_line = first_line;
+        part.first_record = records;
+        records += part.records.len();
+        parts.push(part);
     }
-    Ok(heads)
+    Ok(Heads::new(parts))
 }
 
 #[cfg(test)]
@@ -102,16 +390,53 @@ mod tests {
         })
     }
 
-    fn summary(heads: &[IssueHead<'_>]) -> Vec<String> {
+    /// Every scheduling field of the document's records, one line each.
+    fn expected(doc: &Document) -> Vec<String> {
+        doc.record_lines()
+            .map(|(index, _)| {
+                let h = doc.head(index).unwrap();
+                format!(
+                    "{} {} {} {} {:?} {} {} {:?} {:?} {:?} {:?} {:?} {}",
+                    h.id,
+                    h.identifier,
+                    h.title,
+                    h.state,
+                    h.priority,
+                    h.created_at,
+                    h.updated_at,
+                    h.assignee.as_deref(),
+                    h.labels.iter().map(|l| l.as_ref()).collect::<Vec<&str>>(),
+                    h.blocked_by
+                        .iter()
+                        .map(|b| b.id.as_ref())
+                        .collect::<Vec<_>>(),
+                    h.shard,
+                    h.claim,
+                    index + 1
+                )
+            })
+            .collect()
+    }
+
+    fn streamed(heads: &Heads) -> Vec<String> {
         heads
             .iter()
             .map(|h| {
                 format!(
-                    "{} {} {:?} {:?}",
-                    h.id,
-                    h.state,
-                    h.priority,
-                    h.blocked_by.iter().map(|b| &b.id).collect::<Vec<_>>()
+                    "{} {} {} {} {:?} {} {} {:?} {:?} {:?} {:?} {:?} {}",
+                    h.id(),
+                    h.identifier(),
+                    h.title(),
+                    h.state(),
+                    h.priority(),
+                    h.created_at(),
+                    h.updated_at(),
+                    h.assignee(),
+                    h.labels().collect::<Vec<_>>(),
+                    h.blocker_ids().collect::<Vec<_>>(),
+                    h.shard().cloned(),
+                    h.claim().cloned(),
+                    h.line()
                 )
             })
             .collect()
@@ -137,19 +462,41 @@ mod tests {
 
     #[test]
     fn streamed_heads_equal_the_document_heads() {
-        for text in [SPACED.to_string(), COMPACT.to_string(), big_text()] {
+        let claimed = COMPACT.replacen(
+            "\"state\":\"todo\"",
+            "\"state\":\"todo\",\"assignee\":\"ann\",\"shard\":{\"primary\":\"n1\",\"claim_ttl_ms\":5},\"claim\":{\"node\":\"n1\",\"slot\":0,\"claimed_at\":\"2026-01-01T00:00:00Z\",\"heartbeat_at\":\"2026-01-01T00:00:00Z\"}",
+            1,
+        );
+        let escaped = COMPACT.replacen("\"title\":\"", "\"title\":\"\\u00e9\\\"q\\\" ", 3);
+        for text in [
+            SPACED.to_string(),
+            COMPACT.to_string(),
+            claimed,
+            escaped,
+            big_text(),
+        ] {
             let doc = Document::parse(
                 Path::new("f"),
                 text.clone().into_bytes(),
                 DEFAULT_MAX_RECORD_BYTES,
             )
             .unwrap();
-            let expected = doc.heads().unwrap();
-            let lines: Vec<usize> = doc.record_lines().map(|(i, _)| i + 1).collect();
-            let streamed = scan_text(text.as_bytes(), DEFAULT_MAX_RECORD_BYTES).unwrap();
-            assert_eq!(summary(&streamed.heads), summary(&expected));
-            assert_eq!(streamed.lines, lines);
+            let heads = scan_text(text.as_bytes(), DEFAULT_MAX_RECORD_BYTES).unwrap();
+            assert_eq!(streamed(&heads), expected(&doc));
+            assert_eq!(heads.len(), doc.record_count());
         }
+    }
+
+    #[test]
+    fn ids_are_found_in_every_range() {
+        let text = big_text();
+        let heads = scan_text(text.as_bytes(), DEFAULT_MAX_RECORD_BYTES).unwrap();
+        assert!(heads.parts.len() > 1, "the file is scanned in ranges");
+        for head in heads.iter() {
+            assert_eq!(heads.get(head.id()).unwrap().line(), head.line());
+        }
+        assert!(heads.get("XSY-0001").is_none());
+        heads.check_unique_ids(Path::new("f")).unwrap();
     }
 
     #[test]
@@ -179,14 +526,18 @@ mod tests {
 
     #[test]
     fn empty_and_missing_files() {
-        assert!(scan_text(b"", 100).unwrap().heads.is_empty());
+        assert!(scan_text(b"", 100).unwrap().is_empty());
         let err = scan(Path::new("/nonexistent/issues.jsonl"), 100).unwrap_err();
         assert!(matches!(err, TrackerError::Missing { .. }));
     }
 
     #[test]
-    fn duplicate_ids_are_refused_with_both_lines() {
-        let text = format!("{COMPACT}{}\n", COMPACT.lines().nth(4).unwrap());
+    fn duplicate_ids_are_refused_with_both_lines_and_the_last_one_is_found() {
+        let fifth = COMPACT.lines().nth(4).unwrap();
+        let text = format!(
+            "{COMPACT}{}\n{fifth}\n",
+            fifth.replace("\"todo\"", "\"done\"")
+        );
         let heads = scan_text(text.as_bytes(), DEFAULT_MAX_RECORD_BYTES).unwrap();
         let err = heads
             .check_unique_ids(Path::new("f"))
@@ -196,5 +547,6 @@ mod tests {
             err,
             "f:37: duplicate id \"XSY-0005\" (first defined on line 5)"
         );
+        assert_eq!(heads.get("XSY-0005").unwrap().line(), 38);
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! - [`document`]: the file as text — lines, terminators, style, the checks every command runs.
 //! - [`store`]: minimal-diff, crash-safe, locked read-modify-write transactions.
-//! - [`heads`]: the scheduling fields of every record, streamed (`list`, `ready`).
+//! - [`heads`]: the scheduling fields of every record, streamed (`list`, `ready`, dispatch).
 //! - [`model`]: the typed issue model of the x0x schema.
 //! - [`states`], [`ready`]: state lists, readiness and dispatch order (SPEC §8.2).
 //! - [`claims`]: sharded TTL claim rules as pure functions.

@@ -207,14 +207,14 @@ pub struct IssueHead<'a> {
     #[serde(borrow)]
     pub updated_at: Cow<'a, str>,
     /// See [`Issue::labels`].
-    #[serde(default)]
-    pub labels: Vec<String>,
+    #[serde(default, borrow)]
+    pub labels: Vec<Text<'a>>,
     /// Ids of the blockers.
-    #[serde(default)]
-    pub blocked_by: Vec<BlockerHead>,
+    #[serde(default, borrow)]
+    pub blocked_by: Vec<BlockerHead<'a>>,
     /// See [`Issue::assignee`].
-    #[serde(default)]
-    pub assignee: Option<String>,
+    #[serde(default, borrow)]
+    pub assignee: Option<Cow<'a, str>>,
     /// See [`Issue::shard`].
     #[serde(default)]
     pub shard: Option<Shard>,
@@ -223,32 +223,23 @@ pub struct IssueHead<'a> {
     pub claim: Option<Claim>,
 }
 
-impl IssueHead<'_> {
-    /// The same head owning its strings, independent of the line it was read from.
-    pub fn into_owned(self) -> IssueHead<'static> {
-        let own = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
-        IssueHead {
-            id: own(self.id),
-            identifier: own(self.identifier),
-            title: own(self.title),
-            state: own(self.state),
-            priority: self.priority,
-            created_at: own(self.created_at),
-            updated_at: own(self.updated_at),
-            labels: self.labels,
-            blocked_by: self.blocked_by,
-            assignee: self.assignee,
-            shard: self.shard,
-            claim: self.claim,
-        }
+/// A string borrowed from the line when it has no escapes (serde borrows a `Cow` only as a
+/// field, not as an element of a list).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }
 
 /// The part of a blocker ref scheduling needs.
 #[derive(Debug, Clone, Deserialize)]
-pub struct BlockerHead {
+pub struct BlockerHead<'a> {
     /// Id of the blocking issue.
-    pub id: String,
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
 }
 
 impl Issue {
@@ -323,6 +314,8 @@ mod tests {
         assert_eq!(head.id, "XSY-0008");
         assert!(matches!(head.id, Cow::Borrowed(_)));
         assert_eq!(head.blocked_by[0].id, "XSY-0007");
+        assert!(matches!(head.blocked_by[0].id, Cow::Borrowed(_)));
+        assert!(matches!(head.labels[2].0, Cow::Borrowed("docs")));
         assert_eq!(head.priority, Some(3));
     }
 

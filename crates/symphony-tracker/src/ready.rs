@@ -6,12 +6,13 @@
 //! terminal. Stricter than the SPEC, which checks blockers only for `Todo`: an in-progress
 //! issue whose blocker was reopened waits too.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 use time::OffsetDateTime;
 
 use crate::claims;
-use crate::model::{IssueHead, Shard, parse_timestamp};
+use crate::heads::{HeadRef, Heads};
+use crate::model::{Shard, parse_timestamp};
 use crate::states::StateConfig;
 
 /// Why an issue is or is not ready.
@@ -28,24 +29,23 @@ pub enum Readiness {
 }
 
 /// Readiness of every issue of a file, with blockers resolved against the file itself.
-pub struct ReadyIndex<'h, 'a> {
-    by_id: HashMap<&'h str, &'h IssueHead<'a>>,
+pub struct ReadyIndex<'h> {
+    heads: &'h Heads,
     states: &'h StateConfig,
     claim_ttl_ms: u64,
     now: OffsetDateTime,
 }
 
-impl<'h, 'a> ReadyIndex<'h, 'a> {
-    /// Indexes `heads`. `claim_ttl_ms` applies to claims on records without a shard.
+impl<'h> ReadyIndex<'h> {
+    /// Readiness over `heads`. `claim_ttl_ms` applies to claims on records without a shard.
     pub fn new(
-        heads: &'h [IssueHead<'a>],
+        heads: &'h Heads,
         states: &'h StateConfig,
         claim_ttl_ms: u64,
         now: OffsetDateTime,
     ) -> Self {
-        let by_id = heads.iter().map(|h| (h.id.as_ref(), h)).collect();
         ReadyIndex {
-            by_id,
+            heads,
             states,
             claim_ttl_ms,
             now,
@@ -53,24 +53,23 @@ impl<'h, 'a> ReadyIndex<'h, 'a> {
     }
 
     /// Why `head` is or is not ready.
-    pub fn readiness(&self, head: &IssueHead<'_>) -> Readiness {
-        if !self.states.is_active(&head.state) {
+    pub fn readiness(&self, head: HeadRef<'_>) -> Readiness {
+        if !self.states.is_active(head.state()) {
             return Readiness::Inactive;
         }
         let open: Vec<String> = head
-            .blocked_by
-            .iter()
-            .filter(|blocker| {
-                self.by_id
-                    .get(blocker.id.as_str())
-                    .is_none_or(|b| !self.states.is_terminal(&b.state))
+            .blocker_ids()
+            .filter(|id| {
+                self.heads
+                    .get(id)
+                    .is_none_or(|blocker| !self.states.is_terminal(blocker.state()))
             })
-            .map(|blocker| blocker.id.clone())
+            .map(str::to_string)
             .collect();
         if !open.is_empty() {
             return Readiness::Blocked(open);
         }
-        match &head.claim {
+        match head.claim() {
             Some(claim) if !claims::is_stale(claim, &self.shard_of(head), self.now) => {
                 Readiness::Claimed(claim.node.clone())
             }
@@ -78,27 +77,30 @@ impl<'h, 'a> ReadyIndex<'h, 'a> {
         }
     }
 
-    fn shard_of(&self, head: &IssueHead<'_>) -> Shard {
-        head.shard.clone().unwrap_or(Shard {
-            primary: String::new(),
-            backups: Vec::new(),
-            claim_ttl_ms: self.claim_ttl_ms,
-            created_view_epoch: 0,
-        })
+    fn shard_of<'s>(&self, head: HeadRef<'s>) -> Cow<'s, Shard> {
+        match head.shard() {
+            Some(shard) => Cow::Borrowed(shard),
+            None => Cow::Owned(Shard {
+                primary: String::new(),
+                backups: Vec::new(),
+                claim_ttl_ms: self.claim_ttl_ms,
+                created_view_epoch: 0,
+            }),
+        }
     }
 }
 
 /// The ready issues of `heads`, in dispatch order.
-pub fn ready<'h, 'a>(
-    heads: &'h [IssueHead<'a>],
+pub fn ready<'h>(
+    heads: &'h Heads,
     states: &StateConfig,
     claim_ttl_ms: u64,
     now: OffsetDateTime,
-) -> Vec<&'h IssueHead<'a>> {
+) -> Vec<HeadRef<'h>> {
     let index = ReadyIndex::new(heads, states, claim_ttl_ms, now);
     let mut ready: Vec<_> = heads
         .iter()
-        .filter(|head| index.readiness(head) == Readiness::Ready)
+        .filter(|&head| index.readiness(head) == Readiness::Ready)
         .collect();
     sort_for_dispatch(&mut ready);
     ready
@@ -106,38 +108,29 @@ pub fn ready<'h, 'a>(
 
 /// Sorts by SPEC §8.2: priority 1..4 ascending (0, null and others last), then oldest
 /// `created_at` (unparseable last), then identifier.
-pub fn sort_for_dispatch(issues: &mut [&IssueHead<'_>]) {
+pub fn sort_for_dispatch(issues: &mut [HeadRef<'_>]) {
     issues.sort_by_cached_key(|head| {
         let priority = head
-            .priority
+            .priority()
             .filter(|p| (1..=4).contains(p))
             .unwrap_or(i64::MAX);
-        let created = parse_timestamp(&head.created_at).ok();
-        (
-            priority,
-            created.is_none(),
-            created,
-            head.identifier.to_string(),
-        )
+        let created = parse_timestamp(head.created_at()).ok();
+        (priority, created.is_none(), created, head.identifier())
     });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{DEFAULT_MAX_RECORD_BYTES, Document};
-    use std::path::Path;
+    use crate::document::DEFAULT_MAX_RECORD_BYTES;
 
     const COMPACT: &str = include_str!("../tests/fixtures/x0x-symphony.jsonl");
 
-    fn heads(doc: &Document) -> Vec<IssueHead<'_>> {
-        doc.record_lines()
-            .map(|(i, _)| doc.head(i).unwrap())
-            .collect()
-    }
-
-    fn doc(text: &str) -> Document {
-        Document::parse(Path::new("f"), text.into(), DEFAULT_MAX_RECORD_BYTES).unwrap()
+    fn heads(text: &str) -> Heads {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("issues.jsonl");
+        std::fs::write(&path, text).unwrap();
+        crate::heads::scan(&path, DEFAULT_MAX_RECORD_BYTES).unwrap()
     }
 
     fn line(id: &str, state: &str, priority: &str, created: &str, blocked_by: &[&str]) -> String {
@@ -153,8 +146,7 @@ mod tests {
 
     #[test]
     fn fixture_ready_set_uses_live_blocker_states() {
-        let doc = doc(COMPACT);
-        let heads = heads(&doc);
+        let heads = heads(COMPACT);
         let ready: Vec<&str> = ready(
             &heads,
             &StateConfig::default(),
@@ -162,7 +154,7 @@ mod tests {
             OffsetDateTime::now_utc(),
         )
         .iter()
-        .map(|h| h.id.as_ref())
+        .map(|h| h.id())
         .collect();
         // XSY-0003..5 are blocked by XSY-0002, which is `done` in the file although their
         // refs still say `todo`. XSY-0020 is blocked by an external ref, so not ready.
@@ -185,8 +177,7 @@ mod tests {
             line("A-6", "todo", "1", "2026-06-01T00:00:00+09:00", &[]),
         ]
         .concat();
-        let doc = doc(&text);
-        let heads = heads(&doc);
+        let heads = heads(&text);
         let order: Vec<&str> = ready(
             &heads,
             &StateConfig::default(),
@@ -194,7 +185,7 @@ mod tests {
             OffsetDateTime::now_utc(),
         )
         .iter()
-        .map(|h| h.id.as_ref())
+        .map(|h| h.id())
         .collect();
         assert_eq!(order, ["A-6", "A-4", "A-1", "A-2", "A-5", "A-3"]);
     }
@@ -204,13 +195,13 @@ mod tests {
         let mut claimed = line("A-1", "in_progress", "1", "2026-01-01T00:00:00Z", &[]);
         claimed.truncate(claimed.len() - 2);
         claimed.push_str(",\"claim\":{\"node\":\"n1\",\"slot\":0,\"claimed_at\":\"2026-01-01T00:00:00Z\",\"heartbeat_at\":\"2026-01-01T00:00:00Z\"}}\n");
-        let doc = doc(&claimed);
-        let heads = heads(&doc);
+        let heads = heads(&claimed);
+        let head = heads.iter().next().unwrap();
         let states = StateConfig::default();
         let at = |s| parse_timestamp(s).unwrap();
         let index = ReadyIndex::new(&heads, &states, 60_000, at("2026-01-01T00:00:30Z"));
-        assert_eq!(index.readiness(&heads[0]), Readiness::Claimed("n1".into()));
+        assert_eq!(index.readiness(head), Readiness::Claimed("n1".into()));
         let index = ReadyIndex::new(&heads, &states, 60_000, at("2026-01-01T00:05:00Z"));
-        assert_eq!(index.readiness(&heads[0]), Readiness::Ready);
+        assert_eq!(index.readiness(head), Readiness::Ready);
     }
 }

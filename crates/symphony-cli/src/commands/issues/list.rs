@@ -1,6 +1,6 @@
 //! `symphony issues list [--state S]… [--label L]… [--all] [--json]`.
 
-use symphony_tracker::IssueHead;
+use symphony_tracker::heads::HeadRef;
 
 use super::{Tracker, listing};
 
@@ -23,20 +23,24 @@ pub struct Args {
 
 /// Lists issues in file order.
 pub fn run(tracker: &Tracker, args: Args) -> anyhow::Result<()> {
-    let heads = tracker.read_heads()?.heads;
+    let heads = tracker.read_heads()?;
     let states = &tracker.settings.states;
-    let shown: Vec<&IssueHead<'_>> = heads
+    let shown: Vec<HeadRef<'_>> = heads
         .iter()
         .filter(|h| {
             if args.states.is_empty() {
-                args.all || !states.is_terminal(&h.state)
+                args.all || !states.is_terminal(h.state())
             } else {
                 args.states
                     .iter()
-                    .any(|s| s.trim().eq_ignore_ascii_case(h.state.trim()))
+                    .any(|s| s.trim().eq_ignore_ascii_case(h.state().trim()))
             }
         })
-        .filter(|h| args.labels.iter().all(|l| h.labels.contains(l)))
+        .filter(|h| {
+            args.labels
+                .iter()
+                .all(|l| h.labels().any(|label| label == l))
+        })
         .collect();
     listing::write(&shown, args.json)
 }

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use serde::Serialize;
-use symphony_tracker::IssueHead;
+use symphony_tracker::heads::HeadRef;
 
 /// One issue in `list`/`ready --json`. Field names and types are a stable interface.
 #[derive(Serialize)]
@@ -14,7 +14,7 @@ struct Summary<'h> {
     title: &'h str,
     state: &'h str,
     priority: Option<i64>,
-    labels: &'h [String],
+    labels: Vec<&'h str>,
     blocked_by: Vec<&'h str>,
     assignee: Option<&'h str>,
     created_at: &'h str,
@@ -22,31 +22,35 @@ struct Summary<'h> {
 }
 
 /// Writes `heads` as a JSON array of summaries, or as an aligned table.
-pub fn write(heads: &[&IssueHead<'_>], json: bool) -> anyhow::Result<()> {
+pub fn write(heads: &[HeadRef<'_>], json: bool) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if json {
-        let summaries: Vec<Summary<'_>> = heads
-            .iter()
-            .map(|h| Summary {
-                id: &h.id,
-                identifier: &h.identifier,
-                title: &h.title,
-                state: &h.state,
-                priority: h.priority,
-                labels: &h.labels,
-                blocked_by: h.blocked_by.iter().map(|b| b.id.as_str()).collect(),
-                assignee: h.assignee.as_deref(),
-                created_at: &h.created_at,
-                updated_at: &h.updated_at,
-            })
-            .collect();
-        serde_json::to_writer(&mut out, &summaries)?;
-        writeln!(out)?;
+        // One summary at a time: the array is never held in memory.
+        out.write_all(b"[")?;
+        for (n, h) in heads.iter().enumerate() {
+            if n > 0 {
+                out.write_all(b",")?;
+            }
+            let summary = Summary {
+                id: h.id(),
+                identifier: h.identifier(),
+                title: h.title(),
+                state: h.state(),
+                priority: h.priority(),
+                labels: h.labels().collect(),
+                blocked_by: h.blocker_ids().collect(),
+                assignee: h.assignee(),
+                created_at: h.created_at(),
+                updated_at: h.updated_at(),
+            };
+            serde_json::to_writer(&mut out, &summary)?;
+        }
+        out.write_all(b"]\n")?;
     } else {
-        let id_width = heads.iter().map(|h| h.id.len()).max().unwrap_or(2).max(2);
+        let id_width = heads.iter().map(|h| h.id().len()).max().unwrap_or(2).max(2);
         let state_width = heads
             .iter()
-            .map(|h| h.state.len())
+            .map(|h| h.state().len())
             .max()
             .unwrap_or(5)
             .max(5);
@@ -56,11 +60,13 @@ pub fn write(heads: &[&IssueHead<'_>], json: bool) -> anyhow::Result<()> {
             "ID", "STATE"
         )?;
         for h in heads {
-            let priority = h.priority.map_or("-".to_string(), |p| p.to_string());
+            let priority = h.priority().map_or("-".to_string(), |p| p.to_string());
             writeln!(
                 out,
                 "{:id_width$}  {:state_width$}  {priority:3}  {}",
-                h.id, h.state, h.title
+                h.id(),
+                h.state(),
+                h.title()
             )?;
         }
     }

@@ -21,7 +21,7 @@ pub struct Args {
 
 /// Prints the ready issues.
 pub fn run(tracker: &Tracker, args: Args) -> anyhow::Result<()> {
-    let heads = tracker.read_heads()?.heads;
+    let heads = tracker.read_heads()?;
     let mut ready = symphony_tracker::ready(
         &heads,
         &tracker.settings.states,
