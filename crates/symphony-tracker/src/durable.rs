@@ -296,14 +296,28 @@ impl Journal {
     }
 
     fn write(&self, entry: &str) -> Result<()> {
-        self.write_unsynced(entry)?;
-        File::open(&self.path)
-            .and_then(|f| f.sync_all())
+        self.overwrite(entry)?
+            .sync_data()
             .map_err(|e| TrackerError::io(&self.path, e))
     }
 
     fn write_unsynced(&self, entry: &str) -> Result<()> {
-        std::fs::write(&self.path, entry).map_err(|e| TrackerError::io(&self.path, e))
+        self.overwrite(entry).map(drop)
+    }
+
+    /// Writes `entry` over the journal's first bytes, padded with newlines to the journal's
+    /// length. The file is never truncated: rewriting a truncated file frees and reallocates
+    /// its block (a file-system metadata change, and on ext4 a flush at close), whereas an
+    /// overwrite in place changes no metadata, so syncing it is one block write.
+    fn overwrite(&self, entry: &str) -> Result<File> {
+        use std::os::unix::fs::FileExt;
+        let io = |e| TrackerError::io(&self.path, e);
+        let file = OpenOptions::new().write(true).open(&self.path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut bytes = entry.as_bytes().to_vec();
+        bytes.resize(bytes.len().max(usize::try_from(len).unwrap_or(0)), b'\n');
+        file.write_all_at(&bytes, 0).map_err(io)?;
+        Ok(file)
     }
 }
 
@@ -384,6 +398,23 @@ mod tests {
         append(&path, b"b\n", stamp(&path), &state).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
         assert!(!has_pending_append(&state).unwrap());
+    }
+
+    #[test]
+    fn journal_entries_overwrite_in_place_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        journal.write("pending 10 200 /a/long/path/issues.jsonl\n").unwrap();
+        let long = std::fs::metadata(&journal.path).unwrap().len();
+        journal.write("pending 1 2 /p q\n").unwrap();
+        assert_eq!(
+            journal.pending().unwrap(),
+            Some((1, 2, PathBuf::from("/p q")))
+        );
+        assert_eq!(std::fs::metadata(&journal.path).unwrap().len(), long);
+        journal.write_unsynced("idle\n").unwrap();
+        assert_eq!(journal.pending().unwrap(), None);
+        assert_eq!(std::fs::metadata(&journal.path).unwrap().len(), long);
     }
 
     #[test]
