@@ -312,7 +312,10 @@ impl Journal {
     fn overwrite(&self, entry: &str) -> Result<File> {
         use std::os::unix::fs::FileExt;
         let io = |e| TrackerError::io(&self.path, e);
-        let file = OpenOptions::new().write(true).open(&self.path).map_err(io)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let mut bytes = entry.as_bytes().to_vec();
         bytes.resize(bytes.len().max(usize::try_from(len).unwrap_or(0)), b'\n');
@@ -404,7 +407,9 @@ mod tests {
     fn journal_entries_overwrite_in_place_and_read_back_whole() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path()).unwrap();
-        journal.write("pending 10 200 /a/long/path/issues.jsonl\n").unwrap();
+        journal
+            .write("pending 10 200 /a/long/path/issues.jsonl\n")
+            .unwrap();
         let long = std::fs::metadata(&journal.path).unwrap().len();
         journal.write("pending 1 2 /p q\n").unwrap();
         assert_eq!(
