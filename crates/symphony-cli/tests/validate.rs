@@ -29,7 +29,8 @@ fn both_fixtures_validate() {
     assert_eq!(
         first,
         "warning: issues/issues.jsonl:3: /blocked_by/0/state: snapshot \"todo\" differs from \
-         XSY-0002's live state \"done\" (readiness uses the live state)"
+         XSY-0002's live state \"done\" (readiness uses the live state; `symphony issues dep add \
+         XSY-0003 XSY-0002` refreshes it)"
     );
     assert!(run.stdout().lines().all(|l| l.starts_with("warning: ")));
     assert!(

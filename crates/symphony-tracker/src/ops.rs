@@ -232,7 +232,8 @@ pub fn close(
 }
 
 /// Records that `id` is blocked by `blocker`, with `identifier` and a `state` snapshot of the
-/// blocker. Returns whether anything changed (false when the ref exists).
+/// blocker. An existing ref keeps its place and other keys; its snapshot is refreshed.
+/// Returns whether anything changed (false when the ref exists with a current snapshot).
 ///
 /// Errors: [`TrackerError::NotFound`] for `id` or an in-file `blocker`;
 /// [`TrackerError::Rejected`] for a self-reference or a ref that would close a cycle (the
@@ -256,8 +257,13 @@ pub fn dep_add(tx: &mut Transaction<'_>, id: &str, blocker: &str) -> Result<bool
     let reference = blocker_ref(tx, id, blocker)?;
     tx.modify(id, |record| {
         let refs = blocked_by_mut(record, id)?;
-        if !refs.iter().any(|r| ref_id(r) == Some(blocker)) {
-            refs.push(reference);
+        match refs.iter_mut().find(|r| ref_id(r) == Some(blocker)) {
+            Some(Value::Object(existing)) => {
+                if let Value::Object(snapshot) = reference {
+                    existing.extend(snapshot);
+                }
+            }
+            _ => refs.push(reference),
         }
         Ok(())
     })
@@ -806,6 +812,23 @@ mod tests {
         assert_eq!(
             field(&store, "XSY-0011", "blocked_by"),
             serde_json::json!([{"id": "XSY-0012", "identifier": "XSY-0012", "state": "todo"}])
+        );
+        // Adding it again after the blocker moved refreshes the snapshot in place.
+        store
+            .transact(|tx| {
+                tx.modify("XSY-0012", |record| {
+                    record.insert("state".into(), "in_progress".into());
+                    Ok(())
+                })
+            })
+            .unwrap();
+        let (refreshed, _) = store
+            .transact(|tx| dep_add(tx, "XSY-0011", "XSY-0012"))
+            .unwrap();
+        assert!(refreshed);
+        assert_eq!(
+            field(&store, "XSY-0011", "blocked_by"),
+            serde_json::json!([{"id": "XSY-0012", "identifier": "XSY-0012", "state": "in_progress"}])
         );
         // XSY-0007 ← XSY-0006 ← XSY-0003 in the fixture: blocking 3 on 7 closes the loop.
         let err = store

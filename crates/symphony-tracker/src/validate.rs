@@ -402,7 +402,10 @@ impl Check<'_, '_> {
                                 Severity::Warning,
                                 format!(
                                     "snapshot {snapshot:?} differs from {}'s live state {live:?} \
-                                     (readiness uses the live state)",
+                                     (readiness uses the live state; `symphony issues dep add \
+                                     {} {}` refreshes it)",
+                                    blocker.id,
+                                    facts.id.as_deref().unwrap_or("ID"),
                                     blocker.id
                                 ),
                             ));
@@ -580,7 +583,8 @@ mod tests {
         assert_eq!(
             first.to_string(),
             "issues.jsonl:3: /blocked_by/0/state: snapshot \"todo\" differs from XSY-0002's \
-             live state \"done\" (readiness uses the live state)"
+             live state \"done\" (readiness uses the live state; `symphony issues dep add XSY-0003 \
+             XSY-0002` refreshes it)"
         );
         assert_eq!(first.severity, Severity::Warning);
     }

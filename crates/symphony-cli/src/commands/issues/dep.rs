@@ -9,7 +9,8 @@ use super::{CommitArg, Tracker};
 /// `symphony issues dep …`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// ID is blocked by BLOCKER (an issue id, or project:slug of another tracker).
+    /// ID is blocked by BLOCKER (an issue id, or project:slug of another tracker); for an
+    /// existing ref, refreshes its snapshot of the blocker's state.
     Add(Args),
     /// ID is no longer blocked by BLOCKER.
     Rm(Args),
