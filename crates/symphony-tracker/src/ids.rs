@@ -145,10 +145,14 @@ impl IdScheme {
 /// The number of a `prefix-NNNN` id.
 fn sequence_number(id: &str, prefix: &str) -> Option<u64> {
     let digits = id.strip_prefix(prefix)?.strip_prefix('-')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty() {
         return None;
     }
-    digits.parse().ok()
+    // One pass; `str::parse` would also take a leading `+`.
+    digits.bytes().try_fold(0u64, |number, byte| {
+        let digit = byte.is_ascii_digit().then(|| u64::from(byte - b'0'))?;
+        number.checked_mul(10)?.checked_add(digit)
+    })
 }
 
 /// The most common `PREFIX` of the file's ids of this `kind` (`PREFIX-NNNN`, or
@@ -164,7 +168,7 @@ fn infer(
         SchemeKind::Sequential => u8::is_ascii_digit,
         SchemeKind::Hash => u8::is_ascii_hexdigit,
     };
-    let mut counts: HashMap<String, HashMap<usize, usize>> = HashMap::new();
+    let mut tally = Tally::default();
     for id in ids {
         let id = id.as_ref();
         let split = match prefix {
@@ -181,21 +185,56 @@ fn infer(
         if head.is_empty() || suffix.is_empty() || !suffix.bytes().all(|b| suffix_byte(&b)) {
             continue;
         }
-        let widths = match counts.get_mut(head) {
-            Some(widths) => widths,
-            None => counts.entry(head.to_string()).or_default(),
-        };
-        *widths.entry(suffix.len()).or_default() += 1;
+        tally.add(head, suffix.len());
     }
-    let (prefix, widths) = counts.into_iter().max_by(|(a, wa), (b, wb)| {
-        let (na, nb): (usize, usize) = (wa.values().sum(), wb.values().sum());
-        na.cmp(&nb).then_with(|| b.cmp(a))
-    })?;
-    let width = widths
-        .into_iter()
-        .max_by_key(|&(width, count)| (count, width))
-        .map(|(width, _)| width)?;
-    Some((prefix, width))
+    tally.most_common()
+}
+
+/// How many ids have each (prefix, suffix length). A file's ids come in long runs of one
+/// prefix and width, so a run is counted in place and hashed once when it ends.
+#[derive(Default)]
+struct Tally {
+    counts: HashMap<(String, usize), usize>,
+    run: Option<((String, usize), usize)>,
+}
+
+impl Tally {
+    fn add(&mut self, prefix: &str, width: usize) {
+        if let Some(((run_prefix, run_width), count)) = &mut self.run
+            && run_prefix == prefix
+            && *run_width == width
+        {
+            *count += 1;
+            return;
+        }
+        self.end_run();
+        self.run = Some(((prefix.to_string(), width), 1));
+    }
+
+    fn end_run(&mut self) {
+        if let Some((key, count)) = self.run.take() {
+            *self.counts.entry(key).or_default() += count;
+        }
+    }
+
+    /// The most common prefix (ties: the smaller) and its most common width (ties: the wider).
+    fn most_common(mut self) -> Option<(String, usize)> {
+        self.end_run();
+        let mut per_prefix: HashMap<&str, usize> = HashMap::new();
+        for ((prefix, _), count) in &self.counts {
+            *per_prefix.entry(prefix).or_default() += count;
+        }
+        let (&prefix, _) = per_prefix
+            .iter()
+            .max_by(|(a, na), (b, nb)| na.cmp(nb).then_with(|| b.cmp(a)))?;
+        let width = self
+            .counts
+            .iter()
+            .filter(|((p, _), _)| p == prefix)
+            .max_by_key(|&(&(_, width), &count)| (count, width))
+            .map(|((_, width), _)| *width)?;
+        Some((prefix.to_string(), width))
+    }
 }
 
 /// Every record id of `document` with its 0-based line index.
@@ -245,6 +284,25 @@ mod tests {
             }
         );
         assert_eq!(scheme.next(ids, |id| set(&ids).contains(id)), "XSY-0037");
+    }
+
+    #[test]
+    fn sequence_numbers_are_plain_digits_that_fit_u64() {
+        assert_eq!(sequence_number("XSY-0037", "XSY"), Some(37));
+        assert_eq!(
+            sequence_number("XSY-18446744073709551615", "XSY"),
+            Some(u64::MAX)
+        );
+        for not_a_number in [
+            "XSY-",
+            "XSY-+12",
+            "XSY-12a",
+            "XSY-18446744073709551616",
+            "XSY12",
+        ] {
+            assert_eq!(sequence_number(not_a_number, "XSY"), None, "{not_a_number}");
+        }
+        assert_eq!(sequence_number("XSYZ-0001", "XSY"), None);
     }
 
     #[test]

@@ -91,18 +91,17 @@ pub fn create(
     now: OffsetDateTime,
 ) -> Result<String> {
     let document = tx.document();
-    let appended: Vec<String> = tx.appended_ids().map(str::to_string).collect();
-    let ids = || {
-        let in_file = document
-            .record_lines()
-            .filter_map(|(index, _)| document.id_of(index).ok());
-        in_file.chain(appended.iter().map(|id| Cow::Borrowed(id.as_str())))
-    };
+    // Read once: the scheme, the next number and the collision check each pass over them.
+    let ids: Vec<Cow<'_, str>> = document
+        .record_lines()
+        .filter_map(|(index, _)| document.id_of(index).ok())
+        .chain(tx.appended_ids().map(Cow::Borrowed))
+        .collect();
     // An id defined twice is refused when a transaction touches it; the new id is checked
     // against every id by the append itself.
     let id = id_config
-        .scheme(ids())?
-        .next(ids(), |candidate| ids().any(|id| id == candidate));
+        .scheme(&ids)?
+        .next(&ids, |candidate| ids.iter().any(|id| id == candidate));
     let reject = |message: String| rejected(&id, message);
     if issue.title.trim().is_empty() {
         return Err(reject("a title is required".into()));
