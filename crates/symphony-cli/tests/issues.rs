@@ -418,10 +418,19 @@ fn a_write_killed_midway_leaves_the_old_file_intact() {
     let status = run_with_file_limit(&project, 50, "issues update X0X-0003 --priority 1");
     assert!(!status.success(), "the write must have been killed");
     assert_eq!(project.content(), before);
+    let temps = || {
+        std::fs::read_dir(project.root().join("issues"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(".issues.jsonl.tmp."))
+            .count()
+    };
+    assert_eq!(temps(), 1, "the killed rewrite left its temp file");
     project
         .run(&["issues", "update", "X0X-0003", "--priority", "1"])
         .expect(0);
     assert_ne!(project.content(), before);
+    assert_eq!(temps(), 0, "the next write removed it");
     project.run(&["validate"]).expect(0);
 
     // Create appends: the kill comes after part of the record reached the file. The next

@@ -331,14 +331,45 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// Removes the temp files a rewrite of `path` killed mid-write left beside it
+/// (`.NAME.tmp.<pid>.<n>`). Run under the exclusive tracker lock, when no rewrite of `path`
+/// can be in flight. Best effort: a file that cannot be removed is logged and left. Returns
+/// how many were removed.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let Some(prefix) = temp_prefix(path) else {
+        return 0;
+    };
+    let Ok(entries) = std::fs::read_dir(parent_dir(path)) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => {
+                removed += 1;
+                tracing::warn!(temp = %entry.path().display(), "removed a temp file left by an interrupted rewrite");
+            }
+            Err(error) => {
+                tracing::warn!(temp = %entry.path().display(), %error, "cannot remove a stale temp file");
+            }
+        }
+    }
+    removed
+}
+
+/// `.NAME.tmp.`: how the temp files of rewrites of `path` start.
+fn temp_prefix(path: &Path) -> Option<String> {
+    Some(format!(".{}.tmp.", path.file_name()?.to_string_lossy()))
+}
+
 fn temp_path(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().map_or_else(
-        || "issues".into(),
-        |name| name.to_string_lossy().into_owned(),
-    );
+    let prefix = temp_prefix(path).unwrap_or_else(|| ".issues.tmp.".into());
     parent_dir(path).join(format!(
-        ".{name}.tmp.{}.{}",
+        "{prefix}{}.{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ))
@@ -420,6 +451,28 @@ mod tests {
         journal.write_unsynced("idle\n").unwrap();
         assert_eq!(journal.pending().unwrap(), None);
         assert_eq!(std::fs::metadata(&journal.path).unwrap().len(), long);
+    }
+
+    #[test]
+    fn stale_temps_of_this_file_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("issues.jsonl");
+        std::fs::write(&path, "{}\n").unwrap();
+        let stale = temp_path(&path);
+        std::fs::write(&stale, "half a rewrite").unwrap();
+        let others = [
+            ".issues.jsonl.bak.tmp.1.0",
+            ".other.jsonl.tmp.1.0",
+            "issues.jsonl.tmp",
+        ];
+        for other in others {
+            std::fs::write(dir.path().join(other), "").unwrap();
+        }
+        assert_eq!(remove_stale_temps(&path), 1);
+        assert!(!stale.exists());
+        assert!(others.iter().all(|other| dir.path().join(other).exists()));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
+        assert_eq!(remove_stale_temps(&path), 0);
     }
 
     #[test]
