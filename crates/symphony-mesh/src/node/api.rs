@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::{Node, Request, Subscriber, Waiting};
 use crate::NodeId;
 use crate::diagnostics::{self, Diagnostics, DirectStats, NodeCounters, Queues, SubscriptionStats};
-use crate::direct::{self, Action, Arrival, DirectError, Links};
+use crate::direct::{self, Action, Arrival, DirectError, Links, Router};
 use crate::mesh::{InboundMessage, MeshError, PeerInfo, PeerView};
 use crate::proto::wire::{self, WireMessage};
 use crate::proto::{self, CooledStats};
@@ -151,22 +151,11 @@ impl Node {
             return;
         }
         let now = Instant::now();
-        let links = LinksView {
-            transport: &self.transport,
-            neighbours: self.state.active_view().collect(),
-        };
-        let mut inbox = Inbox {
-            waiting: &mut self.waiting,
-            queue: &self.inbox,
-            api: &self.weak_api,
-            responses: &mut self.responses,
-            counters: &mut self.counters,
-        };
-        let (id, actions) = self
-            .router
-            .send(to, payload, in_reply_to, now, &links, &mut |a| {
+        let (id, actions) = self.with_router(|router, links, inbox| {
+            router.send(to, payload, in_reply_to, now, links, &mut |a| {
                 inbox.accept(a)
-            });
+            })
+        });
         self.receipts.insert(id, reply);
         if let Some((tx, timeout)) = answer {
             let deadline = now + timeout;
@@ -176,6 +165,20 @@ impl Node {
     }
 
     pub(super) fn on_direct(&mut self, peer: NodeId, message: wire::DirectMessage) {
+        let actions = self.with_router(|router, links, inbox| {
+            router.on_direct(peer, message, Instant::now(), links, &mut |a| {
+                inbox.accept(a)
+            })
+        });
+        self.apply_direct(actions);
+    }
+
+    /// Runs `route` with the router, the links it sees and the inbox it delivers to, each a
+    /// disjoint borrow of the node.
+    fn with_router<R>(
+        &mut self,
+        route: impl FnOnce(&mut Router, &LinksView<'_>, &mut Inbox<'_>) -> R,
+    ) -> R {
         let links = LinksView {
             transport: &self.transport,
             neighbours: self.state.active_view().collect(),
@@ -187,12 +190,7 @@ impl Node {
             responses: &mut self.responses,
             counters: &mut self.counters,
         };
-        let actions = self
-            .router
-            .on_direct(peer, message, Instant::now(), &links, &mut |a| {
-                inbox.accept(a)
-            });
-        self.apply_direct(actions);
+        route(&mut self.router, &links, &mut inbox)
     }
 
     /// Executes router actions; a branch the transport refuses is reported back as failed.
