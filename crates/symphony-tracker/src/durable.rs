@@ -112,9 +112,12 @@ impl Segment<'_> {
 /// Atomically replaces `path` with the concatenation of `segments`, keeping the file's
 /// permissions. `expected` is the stamp of the version that was read (`None`: the file must
 /// not exist yet); [`Segment::Original`] ranges are copied from that version. Nothing is
-/// written when the check fails.
+/// written when the check fails. The caller holds the exclusive tracker lock, so no other
+/// rewrite of `path` is in flight: temp files of `path` found beside it are what a killed
+/// rewrite left, and are removed first.
 pub fn replace(path: &Path, segments: &[Segment<'_>], expected: Option<FileStamp>) -> Result<()> {
     ensure_unchanged(path, expected)?;
+    remove_stale_temps(path);
     let dir = parent_dir(path);
     let temp = temp_path(path);
     let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
@@ -332,10 +335,9 @@ fn parent_dir(path: &Path) -> PathBuf {
 }
 
 /// Removes the temp files a rewrite of `path` killed mid-write left beside it
-/// (`.NAME.tmp.<pid>.<n>`). Run under the exclusive tracker lock, when no rewrite of `path`
-/// can be in flight. Best effort: a file that cannot be removed is logged and left. Returns
-/// how many were removed.
-pub fn remove_stale_temps(path: &Path) -> usize {
+/// (`.NAME.tmp.<pid>.<n>`); only under the exclusive lock ([`replace`]). Best effort: a file
+/// that cannot be removed is logged and left. Returns how many were removed.
+fn remove_stale_temps(path: &Path) -> usize {
     let Some(prefix) = temp_prefix(path) else {
         return 0;
     };

@@ -135,7 +135,6 @@ impl Store {
     ) -> Result<(T, WriteReport)> {
         let _lock = TrackerLock::exclusive(&self.state_dir, self.options.lock_timeout)?;
         durable::recover(&self.path, &self.state_dir)?;
-        durable::remove_stale_temps(&self.path);
         let document = match index::load(&self.state_dir, &self.path) {
             Some(document) => document,
             None => {
