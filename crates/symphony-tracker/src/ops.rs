@@ -111,7 +111,7 @@ pub fn create(
     check_agent_state(&id, state, states)?;
     let mut blocked_by = Vec::with_capacity(issue.blocked_by.len());
     for blocker in &issue.blocked_by {
-        blocked_by.push(blocker_ref(tx, &id, blocker)?);
+        blocked_by.push(Value::Object(blocker_ref(tx, &id, blocker)?));
     }
     let now = format_timestamp(now);
     let mut record = Map::new();
@@ -256,13 +256,13 @@ pub fn dep_add(tx: &mut Transaction<'_>, id: &str, blocker: &str) -> Result<bool
     let reference = blocker_ref(tx, id, blocker)?;
     tx.modify(id, |record| {
         let refs = blocked_by_mut(record, id)?;
-        match refs.iter_mut().find(|r| ref_id(r) == Some(blocker)) {
-            Some(Value::Object(existing)) => {
-                if let Value::Object(snapshot) = reference {
-                    existing.extend(snapshot);
-                }
-            }
-            _ => refs.push(reference),
+        match refs
+            .iter_mut()
+            .filter_map(Value::as_object_mut)
+            .find(|r| r.get("id").and_then(Value::as_str) == Some(blocker))
+        {
+            Some(existing) => existing.extend(reference),
+            None => refs.push(Value::Object(reference)),
         }
         Ok(())
     })
@@ -501,12 +501,12 @@ fn check_agent_state(id: &str, state: &str, states: &StateConfig) -> Result<()> 
 
 /// A `blocked_by` entry for `blocker` as seen from `id`: `{id, identifier, state}` with the
 /// blocker's live state, or `{id, identifier}` for an external ref.
-fn blocker_ref(tx: &mut Transaction<'_>, id: &str, blocker: &str) -> Result<Value> {
+fn blocker_ref(tx: &mut Transaction<'_>, id: &str, blocker: &str) -> Result<Map<String, Value>> {
     let mut reference = Map::new();
     reference.insert("id".into(), blocker.into());
     if is_external(blocker) {
         reference.insert("identifier".into(), blocker.into());
-        return Ok(Value::Object(reference));
+        return Ok(reference);
     }
     let Some(record) = tx.get(blocker)? else {
         return Err(rejected(
@@ -522,7 +522,7 @@ fn blocker_ref(tx: &mut Transaction<'_>, id: &str, blocker: &str) -> Result<Valu
             reference.insert(field.into(), value.clone());
         }
     }
-    Ok(Value::Object(reference))
+    Ok(reference)
 }
 
 /// The chain of `blocked_by` refs leading from `from` to `to`, if any (breadth first, so the
