@@ -331,16 +331,15 @@ fn commit_records_only_the_issues_file_with_a_message_naming_the_change() {
     git_init(project.root());
     std::fs::write(project.root().join("notes.txt"), "b\n").unwrap();
     git(project.root(), &["add", "notes.txt"]);
-    project
-        .run(&[
-            "issues",
-            "update",
-            "XSY-0003",
-            "--priority",
-            "1",
-            "--commit",
-        ])
-        .expect(0);
+    let update = [
+        "issues",
+        "update",
+        "XSY-0003",
+        "--priority",
+        "1",
+        "--commit",
+    ];
+    project.run(&update).expect(0);
     assert_eq!(
         git(project.root(), &["log", "-1", "--format=%s", "--name-only"]),
         "issues: update XSY-0003 (priority)\n\nissues/issues.jsonl\n"
@@ -351,16 +350,7 @@ fn commit_records_only_the_issues_file_with_a_message_naming_the_change() {
     );
     // A no-op makes no commit.
     let head = git(project.root(), &["rev-parse", "HEAD"]);
-    project
-        .run(&[
-            "issues",
-            "update",
-            "XSY-0003",
-            "--priority",
-            "1",
-            "--commit",
-        ])
-        .expect(0);
+    project.run(&update).expect(0);
     assert_eq!(git(project.root(), &["rev-parse", "HEAD"]), head);
     let id = project
         .run(&["issues", "create", "--title", "New", "--commit"])
