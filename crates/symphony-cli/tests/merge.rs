@@ -237,3 +237,24 @@ fn the_driver_refuses_inputs_it_cannot_merge_and_leaves_ours_alone() {
     );
     assert_eq!(std::fs::read_to_string(&ours).unwrap(), conflicted);
 }
+
+#[test]
+fn init_names_the_prefix_it_inferred_from_the_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("widgets");
+    std::fs::create_dir(&dir).unwrap();
+    let out = run_in(&dir, &["init"]).expect(0).stdout();
+    assert!(
+        out.contains(
+            "created WORKFLOW.md (id prefix WID, from the directory name \"widgets\"; \
+             --prefix chooses another)"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        run_in(&dir, &["issues", "create", "--title", "first"])
+            .expect(0)
+            .stdout(),
+        "WID-0001\n"
+    );
+}

@@ -1,7 +1,8 @@
 //! `symphony init [DIR] [--prefix P] [--id-scheme sequential|hash]`: scaffolds a repository
-//! for Symphony. Existing files are never overwritten; `.gitignore` and `.gitattributes` get
-//! their line appended when it is missing. Inside a git repository the merge driver is also
-//! enabled in the repository's own config (docs/merge.md).
+//! for Symphony and reports each step, naming the id prefix it wrote. Existing files are never
+//! overwritten; `.gitignore` and `.gitattributes` get their line appended when it is missing.
+//! Inside a git repository the merge driver is also enabled in the repository's own config
+//! (docs/merge.md).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -48,15 +49,26 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let project = root
         .file_name()
         .map_or("project".into(), |n| n.to_string_lossy().into_owned());
-    let prefix = match args.prefix {
-        Some(prefix) if is_prefix(&prefix) => prefix,
+    let (prefix, prefix_note) = match args.prefix {
+        Some(prefix) if is_prefix(&prefix) => {
+            let note = format!("id prefix {prefix}");
+            (prefix, note)
+        }
         Some(prefix) => {
             return Err(UsageError(format!(
                 "--prefix {prefix:?}: use letters and digits, starting with a letter"
             ))
             .into());
         }
-        None => default_prefix(&project),
+        None => {
+            let prefix = default_prefix(&project);
+            // The inferred prefix decides every id the user will type next; say where it came
+            // from and how to choose another, so `PREFIX-0001` is not a surprise.
+            let note = format!(
+                "id prefix {prefix}, from the directory name {project:?}; --prefix chooses another"
+            );
+            (prefix, note)
+        }
     };
     let scheme = match args.id_scheme {
         SchemeKind::Sequential => "sequential",
@@ -75,7 +87,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         ("issues/issues.jsonl", ""),
     ] {
         let created = create_new(&root.join(path), content)?;
-        writeln!(out, "{} {path}", if created { "created" } else { "kept" })?;
+        if created && path == "WORKFLOW.md" {
+            writeln!(out, "created {path} ({prefix_note})")?;
+        } else {
+            writeln!(out, "{} {path}", if created { "created" } else { "kept" })?;
+        }
     }
     for (file, line) in [
         (".gitignore", ".symphony/"),

@@ -16,8 +16,17 @@ use time::OffsetDateTime;
 use super::{CommitArg, Tracker};
 use crate::UsageError;
 
+/// The example `--help` shows. `tests/docs.rs` runs it in a scaffolded repository, so it stays
+/// a command that works.
+const EXAMPLE: &str = "\
+Example (an agent, in its workspace, when the work is ready for review):
+  symphony issues handoff SYM-0001 --summary \"Parse the config with serde; reject unknown keys\" \\
+    --changed src/config.rs --changed tests/config.rs \\
+    --validation \"passed:cargo test\" --follow-up \"Document the new keys\"";
+
 /// Arguments of `symphony issues handoff`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLE)]
 pub struct Args {
     /// The issue id.
     id: String,
