@@ -29,6 +29,7 @@ use crate::handoff;
 use crate::hooks::{HookKind, HookOutcome, run_configured_hook};
 use crate::prompt::{continuation_prompt, render_prompt};
 use crate::proofs::{AttemptProofs, Manifest, ManifestError, ProofsError, utc_stamp};
+use crate::runner::codex::TrackerTools;
 use crate::runner::{AgentEvent, AgentLaunch, AgentSession, TokenUsage};
 use crate::scheduler::{Exit, Stop};
 use crate::workflow::Workflow;
@@ -307,6 +308,11 @@ impl Worker {
             env: self.spec.env.clone(),
             logs: proofs.agent_logs(),
             events: self.spec.events.clone(),
+            tracker_tools: Some(TrackerTools {
+                tracker: Arc::clone(&self.spec.tracker),
+                settings: self.spec.settings.clone(),
+                proofs_dir: proofs.relative().to_string(),
+            }),
         };
         let mut session = match AgentSession::start(&config.config.runner, launch).await {
             Ok(session) => session,

@@ -92,6 +92,7 @@ impl Harness {
             )],
             logs: logs.clone(),
             events: tx,
+            tracker_tools: None,
         };
         Self {
             dir,

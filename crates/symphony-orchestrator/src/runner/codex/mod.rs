@@ -39,8 +39,8 @@ use protocol::{
     InitializeResponse, ThreadSetNameParams, ThreadStartParams, ThreadStartResponse,
     TurnStartParams, TurnStartResponse, UserInput,
 };
-pub use tools::TrackerTools;
 use tools::ToolOutcome;
+pub use tools::TrackerTools;
 
 /// JSON-RPC "method not found".
 const METHOD_NOT_FOUND: i64 = -32601;
@@ -196,9 +196,8 @@ impl CodexSession {
     ) -> Result<T, RunnerError> {
         let params = serde_json::to_value(params).map_err(|e| self.mismatch(method, &e))?;
         let result = self.request(method, params).await?;
-        serde_json::from_value(result.clone()).map_err(|e| {
-            self.mismatch(method, &format!("{e} in {}", clip(&result)))
-        })
+        serde_json::from_value(result.clone())
+            .map_err(|e| self.mismatch(method, &format!("{e} in {}", clip(&result))))
     }
 
     fn mismatch(&self, method: &str, detail: &dyn std::fmt::Display) -> RunnerError {
@@ -327,8 +326,11 @@ impl CodexSession {
     /// The next message of an active turn: the deadline is `turn_timeout_ms` after the last
     /// output line, so it moves with every line (SPEC §10.6).
     async fn next_message(&mut self, wait: Wait<'_>) -> Result<Value, RunnerError> {
-        self.next_message_by(self.last_output + Duration::from_millis(self.turn_timeout_ms), wait)
-            .await
+        self.next_message_by(
+            self.last_output + Duration::from_millis(self.turn_timeout_ms),
+            wait,
+        )
+        .await
     }
 
     /// The next JSON message from stdout. Malformed and oversized lines become `malformed`
@@ -498,7 +500,12 @@ impl CodexSession {
 
     /// Approves what [`policy`] grants; anything else ends the attempt `approval_required`
     /// after telling Codex the request was cancelled.
-    async fn approval(&mut self, method: &str, id: Value, params: &Value) -> Result<(), RunnerError> {
+    async fn approval(
+        &mut self,
+        method: &str,
+        id: Value,
+        params: &Value,
+    ) -> Result<(), RunnerError> {
         match self
             .policy
             .approval(method, params, &self.launch.workspace_path)
@@ -536,10 +543,15 @@ impl CodexSession {
                 let detail = format!("item/tool/call params: {e}");
                 self.respond(
                     id,
-                    json!(protocol::DynamicToolCallResponse::text(false, detail.clone())),
+                    json!(protocol::DynamicToolCallResponse::text(
+                        false,
+                        detail.clone()
+                    )),
                 )
                 .await?;
-                self.sink.emit_message(AgentEventKind::Malformed, detail).await;
+                self.sink
+                    .emit_message(AgentEventKind::Malformed, detail)
+                    .await;
                 return Ok(());
             }
         };
@@ -562,7 +574,10 @@ impl CodexSession {
             .unwrap_or_default();
         self.respond(id, json!(response)).await?;
         self.sink
-            .emit_message(kind, format!("tool {} ({}): {summary}", call.tool, call.call_id))
+            .emit_message(
+                kind,
+                format!("tool {} ({}): {summary}", call.tool, call.call_id),
+            )
             .await;
         Ok(())
     }
