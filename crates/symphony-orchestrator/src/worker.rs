@@ -147,10 +147,16 @@ pub struct AttemptReport {
 }
 
 impl AttemptReport {
-    /// The scheduler's view (SPEC §16.6): failures back off, everything else is normal (a
-    /// stopped run is then released or, when stalled, retried by the scheduler).
+    /// The scheduler's view (SPEC §16.6): failures back off, an agent waiting for an approval
+    /// or input the policy does not grant waits for an operator instead of retrying, everything
+    /// else is normal (a stopped run is then released or, when stalled, retried).
     pub fn exit(&self) -> Exit {
         match &self.outcome {
+            AttemptOutcome::Failed { kind, message }
+                if kind == "approval_required" || kind == "turn_input_required" =>
+            {
+                Exit::NeedsOperator(format!("{kind}: {message}"))
+            }
             AttemptOutcome::Failed { kind, message } => Exit::Failed(format!("{kind}: {message}")),
             _ => Exit::Normal,
         }
