@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use support::scripted_model::{ScriptedModel, Step, codex_overrides};
 use symphony_orchestrator::git_issues::{GitIssues, TrackerSettings};
 use symphony_orchestrator::runner::codex::{TARGET_CODEX_VERSION, TrackerTools};
+use symphony_orchestrator::runner::presets;
 use symphony_orchestrator::runner::{AgentEvent, AgentEventKind, AgentSession, RunnerError};
 use symphony_tracker::StateConfig;
 
@@ -410,4 +411,70 @@ async fn real_codex_speaks_the_targeted_version() {
         version.contains(TARGET_CODEX_VERSION),
         "installed {version:?}, the runner's messages are written for {TARGET_CODEX_VERSION}"
     );
+}
+
+#[tokio::test]
+async fn real_codex_exec_preset_runs_a_turn_and_a_resumed_continuation_without_double_counting() {
+    let Some(bin) = codex_bin("real_codex_exec_preset...") else {
+        return;
+    };
+    let mut harness = support::Harness::new("XSY-44").await;
+    let dir = harness.dir.path().to_path_buf();
+    let steps = vec![
+        call("exec_command", json!({"cmd": "echo via-exec > exec.txt"})),
+        Step::Message("exec done".into()),
+        Step::Message("resumed done".into()),
+    ];
+    let model = ScriptedModel::start(steps, &dir.join("model")).unwrap();
+    let home = dir.join("codex-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let overrides: Vec<String> = codex_overrides(&model.base_url, "SCRIPTED_KEY")
+        .iter()
+        .map(|o| format!("-c '{o}'"))
+        .collect();
+    // The preset's own command lines, with the binary, CODEX_HOME and the provider filled in.
+    let preset = presets::find("codex_exec").unwrap();
+    let fill = |command: &str| {
+        let args = command.strip_prefix("codex ").unwrap();
+        format!(
+            "env CODEX_HOME='{}' SCRIPTED_KEY=k '{}' {args} {}",
+            home.display(),
+            bin.display(),
+            overrides.join(" ")
+        )
+    };
+    let config = support::runner_config(&format!(
+        "runner:\n  preset: codex_exec\n  command: >-\n    {}\n  continuation_command: >-\n    {}\n  stall_timeout_ms: 0",
+        fill(preset.command),
+        fill(preset.continuation_command.unwrap())
+    ));
+    let mut session = bounded(AgentSession::start(&config, harness.launch.clone()))
+        .await
+        .unwrap();
+    let first = bounded(session.run_turn("Write exec.txt.")).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(harness.workspace.join("exec.txt"))
+            .unwrap()
+            .trim(),
+        "via-exec"
+    );
+    // Requests of 100 and 200 input tokens (+10 output each).
+    assert_eq!(first.usage.unwrap().total, 320);
+    let second = bounded(session.run_turn("Continue.")).await.unwrap();
+    assert_eq!(
+        second.session_id, first.session_id,
+        "resume --last continues the thread"
+    );
+    // `resume` reports the thread's running total (300 + 300 input, 30 output): 630, not
+    // 320 + 630.
+    assert_eq!(second.usage.unwrap().total, 630);
+    session.stop().await;
+    let events = harness.drain();
+    assert!(events.iter().all(|e| e.kind != AgentEventKind::TurnFailed));
+    let said = |text: &str| {
+        events
+            .iter()
+            .any(|e| e.message.as_deref().is_some_and(|m| m.ends_with(text)))
+    };
+    assert!(said("agent_message exec done") && said("agent_message resumed done"));
 }
