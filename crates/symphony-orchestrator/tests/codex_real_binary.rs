@@ -478,3 +478,109 @@ async fn real_codex_exec_preset_runs_a_turn_and_a_resumed_continuation_without_d
     };
     assert!(said("agent_message exec done") && said("agent_message resumed done"));
 }
+
+/// The schema file of `name` under the `generate-json-schema --experimental` output `dir`.
+fn schema(dir: &Path, name: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(dir.join(name)).unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft7)
+        .build(&value)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[tokio::test]
+async fn real_codex_every_message_the_runner_sends_fits_the_installed_schema() {
+    let Some(bin) = codex_bin("real_codex_every_message...") else {
+        return;
+    };
+    let schema_dir = tempfile::tempdir().unwrap();
+    let generated = std::process::Command::new(&bin)
+        .args([
+            "app-server",
+            "generate-json-schema",
+            "--experimental",
+            "--out",
+        ])
+        .arg(schema_dir.path())
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{generated:?}");
+    let steps = vec![
+        call("exec_command", json!({"cmd": "true"})),
+        call("symphony_issue", json!({})),
+        call("symphony_handoff", json!({"summary": ""})),
+        call("symphony_handoff", json!({"summary": "ok"})),
+        Step::Message("done".into()),
+    ];
+    let sent = tempfile::NamedTempFile::new().unwrap();
+    // A pipeline through tee records every line the runner writes to the app-server.
+    let wrap = format!("tee -a '{}' | CODEX", sent.path().display());
+    let real = Real::new(&bin, steps, "", &wrap).await;
+    let mut session = real.start().await.unwrap();
+    bounded(session.run_turn("x")).await.unwrap();
+    session.stop().await;
+
+    let by_method = [
+        ("initialize", "v1/InitializeParams.json"),
+        ("thread/start", "v2/ThreadStartParams.json"),
+        ("thread/name/set", "v2/ThreadSetNameParams.json"),
+        ("turn/start", "v2/TurnStartParams.json"),
+    ];
+    let tool_result = schema(schema_dir.path(), "DynamicToolCallResponse.json");
+    let turn_start = schema(schema_dir.path(), "v2/TurnStartParams.json");
+    assert!(
+        !turn_start.is_valid(&json!({"threadId": "t", "sandboxPolicy": {"type": "bogus"}})),
+        "the schema check can fail"
+    );
+    let mut checked = Vec::new();
+    for line in std::fs::read_to_string(sent.path()).unwrap().lines() {
+        let message: Value = serde_json::from_str(line).unwrap();
+        let (what, validator) = match message["method"].as_str() {
+            Some(method) => match by_method.iter().find(|(m, _)| *m == method) {
+                Some((_, file)) => (method.to_owned(), schema(schema_dir.path(), file)),
+                None => {
+                    assert_eq!(method, "initialized", "unexpected client message {message}");
+                    continue;
+                }
+            },
+            None => ("item/tool/call result".to_owned(), tool_result.clone()),
+        };
+        let instance = if message.get("method").is_some() {
+            &message["params"]
+        } else {
+            &message["result"]
+        };
+        let errors: Vec<String> = validator
+            .iter_errors(instance)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{what} {instance}: {errors:?}");
+        checked.push(what);
+    }
+    for want in [
+        "initialize",
+        "thread/start",
+        "thread/name/set",
+        "turn/start",
+    ] {
+        assert!(
+            checked.iter().any(|c| c == want),
+            "{want} not sent: {checked:?}"
+        );
+    }
+    assert_eq!(
+        checked
+            .iter()
+            .filter(|c| *c == "item/tool/call result")
+            .count(),
+        3,
+        "the issue read, the refused handoff and the accepted one"
+    );
+    assert!(
+        tool_output(&real.model, "call_2").contains("/summary: must not be blank"),
+        "a refused handoff tells the model why: {}",
+        tool_output(&real.model, "call_2")
+    );
+    assert_eq!(real.record()["state"], "review");
+}

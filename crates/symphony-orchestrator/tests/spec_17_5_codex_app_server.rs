@@ -504,3 +504,20 @@ async fn codex_command_not_found_is_codex_not_found() {
         .unwrap_err();
     assert_eq!(err.kind(), "codex_not_found");
 }
+
+#[tokio::test]
+async fn a_result_without_the_targeted_shape_is_a_protocol_mismatch_naming_both_versions() {
+    let mut fake = FakeServer::new("thread_without_id", "").await;
+    let err = fake.start().await.unwrap_err();
+    assert_eq!(err.kind(), "protocol_mismatch");
+    let text = err.to_string();
+    assert!(text.contains("`thread/start`"), "{text}");
+    assert!(
+        text.contains("codex 0.0 answered"),
+        "the installed version from the user agent: {text}"
+    );
+    assert!(text.contains("codex 0.171.0"), "{text}");
+    assert!(text.contains("missing field `id`"), "{text}");
+    let events = fake.harness.drain();
+    assert_eq!(events.last().unwrap().kind, AgentEventKind::StartupFailed);
+}
