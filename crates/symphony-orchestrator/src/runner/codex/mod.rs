@@ -14,8 +14,10 @@
 //! orchestrator also applies to events. Approvals and user input follow [`policy`]; tool calls
 //! run through [`tools`]; any other server request gets JSON-RPC "method not found".
 
+mod payloads;
 mod policy;
 pub mod protocol;
+mod server_requests;
 pub mod tools;
 
 use std::time::Duration;
@@ -31,27 +33,18 @@ use super::events::{AgentEventKind, EventBody, EventSink, TokenUsage};
 use super::lines::Line;
 use super::{AgentLaunch, RunnerError, TurnOutcome};
 use crate::config::RunnerConfig;
+use payloads::{TurnEnd, absolute_usage, clip, codex_not_found, first_str, is_response, turn_end};
+use policy::SessionPolicy;
 pub use policy::{DEFAULT_APPROVAL_POLICY, DEFAULT_THREAD_SANDBOX};
-use policy::{Decision, SessionPolicy};
 pub use protocol::TARGET_CODEX_VERSION;
 use protocol::{
-    ClientInfo, DynamicToolCallParams, InitializeCapabilities, InitializeParams,
-    InitializeResponse, ThreadSetNameParams, ThreadStartParams, ThreadStartResponse,
-    TurnStartParams, TurnStartResponse, UserInput,
+    ClientInfo, InitializeCapabilities, InitializeParams, InitializeResponse, ThreadSetNameParams,
+    ThreadStartParams, ThreadStartResponse, TurnStartParams, TurnStartResponse, UserInput,
 };
-use tools::ToolOutcome;
 pub use tools::TrackerTools;
 
 /// JSON-RPC "method not found".
 const METHOD_NOT_FOUND: i64 = -32601;
-
-/// How a turn ended according to the app-server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum TurnEnd {
-    Completed,
-    Failed(String),
-    Cancelled(String),
-}
 
 /// What a wait is bounded by, to name the error when the deadline passes.
 #[derive(Debug, Clone, Copy)]
@@ -441,147 +434,6 @@ impl CodexSession {
         }
     }
 
-    async fn respond(&mut self, id: Value, result: Value) -> Result<(), RunnerError> {
-        self.send(json!({"id": id, "result": result})).await
-    }
-
-    async fn respond_error(&mut self, id: Value, message: String) -> Result<(), RunnerError> {
-        self.send(json!({"id": id, "error": {"code": METHOD_NOT_FOUND, "message": message}}))
-            .await
-    }
-
-    async fn server_request(
-        &mut self,
-        method: &str,
-        id: Value,
-        message: &Value,
-    ) -> Result<(), RunnerError> {
-        let params = message.get("params").unwrap_or(&Value::Null);
-        match method {
-            "item/commandExecution/requestApproval"
-            | "item/fileChange/requestApproval"
-            | "execCommandApproval"
-            | "applyPatchApproval" => self.approval(method, id, params).await,
-            "item/tool/call" => self.tool_call(id, params).await,
-            "item/tool/requestUserInput" | "mcpServer/elicitation/request" => {
-                if method == "item/tool/requestUserInput"
-                    && let Some(answers) = self.policy.user_input_answers(params)
-                {
-                    self.respond(id, answers).await?;
-                    self.sink
-                        .emit_message(AgentEventKind::ApprovalAutoApproved, method)
-                        .await;
-                    return Ok(());
-                }
-                let _ = self
-                    .respond_error(
-                        id,
-                        "symphony runs unattended and cannot provide user input".into(),
-                    )
-                    .await;
-                self.process.terminate().await;
-                Err(RunnerError::TurnInputRequired {
-                    method: method.to_owned(),
-                })
-            }
-            other => {
-                self.respond_error(id, format!("symphony does not support `{other}`"))
-                    .await?;
-                self.sink
-                    .emit_message(
-                        AgentEventKind::OtherMessage,
-                        format!("unsupported request {other}"),
-                    )
-                    .await;
-                Ok(())
-            }
-        }
-    }
-
-    /// Approves what [`policy`] grants; anything else ends the attempt `approval_required`
-    /// after telling Codex the request was cancelled.
-    async fn approval(
-        &mut self,
-        method: &str,
-        id: Value,
-        params: &Value,
-    ) -> Result<(), RunnerError> {
-        match self
-            .policy
-            .approval(method, params, &self.launch.workspace_path)
-        {
-            Decision::Approve(decision) => {
-                self.respond(id, json!({"decision": decision})).await?;
-                self.sink
-                    .emit_message(AgentEventKind::ApprovalAutoApproved, method)
-                    .await;
-                Ok(())
-            }
-            Decision::Refuse(reason) => {
-                let cancel = if method.starts_with("item/") {
-                    "cancel"
-                } else {
-                    "abort"
-                };
-                let _ = self.respond(id, json!({"decision": cancel})).await;
-                self.process.terminate().await;
-                let asked = first_str(params, &["/command", "/reason", "/grantRoot"])
-                    .map(|a| format!(" ({})", super::events::summarize(&a)))
-                    .unwrap_or_default();
-                Err(RunnerError::ApprovalRequired {
-                    method: method.to_owned(),
-                    reason: format!("{reason}{asked}"),
-                })
-            }
-        }
-    }
-
-    async fn tool_call(&mut self, id: Value, params: &Value) -> Result<(), RunnerError> {
-        let call: DynamicToolCallParams = match serde_json::from_value(params.clone()) {
-            Ok(call) => call,
-            Err(e) => {
-                let detail = format!("item/tool/call params: {e}");
-                self.respond(
-                    id,
-                    json!(protocol::DynamicToolCallResponse::text(
-                        false,
-                        detail.clone()
-                    )),
-                )
-                .await?;
-                self.sink
-                    .emit_message(AgentEventKind::Malformed, detail)
-                    .await;
-                return Ok(());
-            }
-        };
-        let outcome = tools::call(
-            self.launch.tracker_tools.as_ref(),
-            &self.launch.issue_id,
-            &call.tool,
-            call.arguments,
-        )
-        .await;
-        let (kind, response) = match outcome {
-            ToolOutcome::Completed(r) => (AgentEventKind::ToolCallCompleted, r),
-            ToolOutcome::Failed(r) => (AgentEventKind::ToolCallFailed, r),
-            ToolOutcome::Unsupported(r) => (AgentEventKind::UnsupportedToolCall, r),
-        };
-        let summary = response
-            .content_items
-            .first()
-            .map(|i| i.text.clone())
-            .unwrap_or_default();
-        self.respond(id, json!(response)).await?;
-        self.sink
-            .emit_message(
-                kind,
-                format!("tool {} ({}): {summary}", call.tool, call.call_id),
-            )
-            .await;
-        Ok(())
-    }
-
     fn is_current_turn(&self, params: &Value) -> bool {
         match first_str(params, &["/turn/id", "/turnId", "/turn_id"]) {
             Some(id) => self.turn_id.as_deref().is_none_or(|current| current == id),
@@ -648,149 +500,5 @@ impl CodexSession {
             }
         };
         self.sink.emit(kind, body).await;
-    }
-}
-
-/// For the codex runner a missing command is `codex_not_found` (SPEC §10.6).
-fn codex_not_found(e: RunnerError) -> RunnerError {
-    match e {
-        RunnerError::AgentNotFound {
-            command,
-            stderr_tail,
-        } => RunnerError::CodexNotFound {
-            command,
-            stderr_tail,
-        },
-        other => other,
-    }
-}
-
-fn is_response(message: &Value) -> bool {
-    message.get("method").is_none()
-        && message.get("id").is_some()
-        && (message.get("result").is_some() || message.get("error").is_some())
-}
-
-fn first_str(value: &Value, pointers: &[&str]) -> Option<String> {
-    pointers.iter().find_map(|p| match value.pointer(p)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
-}
-
-/// A compact, bounded rendering of a JSON value for messages.
-fn clip(value: &Value) -> String {
-    super::events::summarize(&value.to_string())
-}
-
-fn turn_end(method: &str, params: &Value) -> TurnEnd {
-    let reason = first_str(
-        params,
-        &["/turn/error/message", "/error/message", "/reason"],
-    )
-    .unwrap_or_else(|| method.to_owned());
-    let status = first_str(params, &["/turn/status", "/status"]);
-    match (method, status.as_deref()) {
-        ("turn/cancelled", _) | (_, Some("interrupted" | "cancelled" | "canceled")) => {
-            TurnEnd::Cancelled(reason)
-        }
-        ("turn/failed", _) | (_, Some("failed")) => TurnEnd::Failed(reason),
-        _ => TurnEnd::Completed,
-    }
-}
-
-/// Absolute thread totals from a usage notification (SPEC §13.5): `tokenUsage.total` (app-server
-/// v2), `info.total_token_usage` / `msg.info.total_token_usage` (token-count wrappers). Delta
-/// payloads (`last`, `last_token_usage`) are ignored.
-fn absolute_usage(params: &Value) -> Option<TokenUsage> {
-    let totals = [
-        "/tokenUsage/total",
-        "/token_usage/total",
-        "/info/total_token_usage",
-        "/msg/info/total_token_usage",
-        "/total_token_usage",
-    ]
-    .iter()
-    .find_map(|p| params.pointer(p).filter(|v| v.is_object()))?;
-    let field = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| totals.get(*n).and_then(Value::as_u64))
-    };
-    let input = field(&["inputTokens", "input_tokens", "prompt_tokens"]).unwrap_or(0);
-    let output = field(&["outputTokens", "output_tokens", "completion_tokens"]).unwrap_or(0);
-    let total = field(&["totalTokens", "total_tokens"]).unwrap_or(input + output);
-    Some(TokenUsage {
-        input,
-        output,
-        total,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usage_is_read_from_absolute_totals_only() {
-        let v2 = json!({"threadId": "t", "turnId": "u", "tokenUsage": {
-            "total": {"inputTokens": 100, "cachedInputTokens": 40, "outputTokens": 20, "totalTokens": 120},
-            "last": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}
-        }});
-        assert_eq!(
-            absolute_usage(&v2),
-            Some(TokenUsage {
-                input: 100,
-                output: 20,
-                total: 120
-            })
-        );
-        let wrapper = json!({"msg": {"type": "token_count", "info": {
-            "total_token_usage": {"input_tokens": 7, "output_tokens": 3},
-            "last_token_usage": {"input_tokens": 1, "output_tokens": 1}
-        }}});
-        assert_eq!(
-            absolute_usage(&wrapper),
-            Some(TokenUsage {
-                input: 7,
-                output: 3,
-                total: 10
-            })
-        );
-        assert_eq!(absolute_usage(&json!({"usage": {"input_tokens": 5}})), None);
-    }
-
-    #[test]
-    fn turn_end_variants_are_recognized() {
-        assert_eq!(
-            turn_end(
-                "turn/completed",
-                &json!({"turn": {"id": "1", "status": "completed"}})
-            ),
-            TurnEnd::Completed
-        );
-        assert_eq!(
-            turn_end(
-                "turn/completed",
-                &json!({"turn": {"status": "failed", "error": {"message": "boom"}}})
-            ),
-            TurnEnd::Failed("boom".into())
-        );
-        assert!(matches!(
-            turn_end(
-                "turn/completed",
-                &json!({"turn": {"status": "interrupted"}})
-            ),
-            TurnEnd::Cancelled(_)
-        ));
-        assert!(matches!(
-            turn_end("turn/failed", &json!({})),
-            TurnEnd::Failed(_)
-        ));
-        assert!(matches!(
-            turn_end("turn/cancelled", &json!({})),
-            TurnEnd::Cancelled(_)
-        ));
     }
 }
