@@ -33,7 +33,10 @@ use super::events::{AgentEventKind, EventBody, EventSink, TokenUsage};
 use super::lines::Line;
 use super::{AgentLaunch, RunnerError, TurnOutcome};
 use crate::config::RunnerConfig;
-use payloads::{TurnEnd, absolute_usage, clip, codex_not_found, first_str, is_response, turn_end};
+use payloads::{
+    TurnEnd, absolute_usage, clip, codex_not_found, first_str, is_response, turn_completed_usage,
+    turn_end,
+};
 use policy::SessionPolicy;
 pub use policy::{DEFAULT_APPROVAL_POLICY, DEFAULT_THREAD_SANDBOX};
 pub use protocol::TARGET_CODEX_VERSION;
@@ -452,6 +455,9 @@ impl CodexSession {
         };
         let kind = match method {
             "turn/completed" | "turn/failed" | "turn/cancelled" if self.is_current_turn(params) => {
+                if let Some(usage) = turn_completed_usage(method, params) {
+                    self.usage = Some(usage);
+                }
                 let end = turn_end(method, params);
                 self.pending_end = Some(end);
                 return;

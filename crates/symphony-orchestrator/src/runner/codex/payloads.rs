@@ -73,10 +73,30 @@ pub(super) fn absolute_usage(params: &Value) -> Option<TokenUsage> {
         "/token_usage/total",
         "/info/total_token_usage",
         "/msg/info/total_token_usage",
+        "/msg/payload/info/total_token_usage",
         "/total_token_usage",
     ]
     .iter()
     .find_map(|p| params.pointer(p).filter(|v| v.is_object()))?;
+    Some(token_counts(totals))
+}
+
+/// The reference client's fallback: a `usage` map of integer counts on `turn/completed`
+/// (`params.usage`), taken as the session's totals. codex 0.171 sends none, so this applies
+/// only to app-servers that do.
+pub(super) fn turn_completed_usage(method: &str, params: &Value) -> Option<TokenUsage> {
+    if method != "turn/completed" {
+        return None;
+    }
+    let usage = params.get("usage").filter(|u| {
+        u.as_object()
+            .is_some_and(|m| !m.is_empty() && m.values().all(|v| v.is_u64() || v.is_object()))
+    })?;
+    Some(token_counts(usage))
+}
+
+/// Input, output and total counts from common field names; total defaults to their sum.
+fn token_counts(totals: &Value) -> TokenUsage {
     let field = |names: &[&str]| {
         names
             .iter()
@@ -85,11 +105,11 @@ pub(super) fn absolute_usage(params: &Value) -> Option<TokenUsage> {
     let input = field(&["inputTokens", "input_tokens", "prompt_tokens"]).unwrap_or(0);
     let output = field(&["outputTokens", "output_tokens", "completion_tokens"]).unwrap_or(0);
     let total = field(&["totalTokens", "total_tokens"]).unwrap_or(input + output);
-    Some(TokenUsage {
+    TokenUsage {
         input,
         output,
         total,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +144,22 @@ mod tests {
             })
         );
         assert_eq!(absolute_usage(&json!({"usage": {"input_tokens": 5}})), None);
+        let completed =
+            json!({"turn": {"id": "t"}, "usage": {"input_tokens": 7, "output_tokens": 3}});
+        assert_eq!(
+            turn_completed_usage("turn/completed", &completed),
+            Some(TokenUsage {
+                input: 7,
+                output: 3,
+                total: 10
+            })
+        );
+        assert_eq!(turn_completed_usage("item/completed", &completed), None);
+        assert_eq!(
+            turn_completed_usage("turn/completed", &json!({"usage": {"note": "x"}})),
+            None,
+            "not a map of counts"
+        );
     }
 
     #[test]
