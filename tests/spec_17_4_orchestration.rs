@@ -397,7 +397,7 @@ fn spec_17_4_snapshot_api_returns_rows_totals_and_json_errors() {
     });
     assert_eq!(
         state["counts"],
-        serde_json::json!({"running": 1, "retrying": 0})
+        serde_json::json!({"running": 1, "retrying": 0, "waiting": 0})
     );
     let row = &state["running"][0];
     assert_eq!(row["issue_identifier"], "R-1");

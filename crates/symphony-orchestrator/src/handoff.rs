@@ -143,6 +143,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Handoff, HandoffError> {
         column: e.column(),
         message: e.to_string(),
     })?;
+    from_value(path, value)
+}
+
+/// Validates a handoff given as JSON (the `symphony_handoff` tool's arguments); `source` names
+/// where it came from in errors.
+///
+/// # Errors
+/// [`HandoffError::Invalid`] naming the JSON pointer.
+pub fn from_value(source: &Path, value: Value) -> Result<Handoff, HandoffError> {
+    let path = source;
     let invalid = |pointer: &str, message: &str| HandoffError::Invalid {
         path: path.to_path_buf(),
         pointer: pointer.to_string(),

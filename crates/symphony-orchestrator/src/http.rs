@@ -222,7 +222,8 @@ fn cell(value: Option<&str>) -> String {
     value.map_or_else(|| "–".to_string(), escape)
 }
 
-/// The dashboard: health, running sessions, retries, recent attempts, totals.
+/// The dashboard: health, running sessions, retries, issues waiting for an operator, recent
+/// attempts, totals.
 pub fn render_dashboard(s: &StateSnapshot) -> String {
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Symphony</title>\
@@ -273,6 +274,19 @@ pub fn render_dashboard(s: &StateSnapshot) -> String {
             cell(r.error.as_deref())
         ));
     }
+    html.push_str(&format!(
+        "</table><h2>Waiting for an operator ({})</h2><table><tr><th>issue</th><th>state</th><th>since</th><th>request</th></tr>",
+        s.counts.waiting
+    ));
+    for w in &s.waiting {
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"bad\">{}</td></tr>",
+            escape(&w.issue_identifier),
+            escape(&w.state),
+            escape(&w.since),
+            escape(&w.reason)
+        ));
+    }
     html.push_str("</table><h2>Recent attempts</h2><table><tr><th>issue</th><th>outcome</th><th>state</th><th>proofs</th><th>error</th></tr>");
     for a in &s.recent_attempts {
         html.push_str(&format!(
@@ -307,6 +321,7 @@ mod tests {
             counts: crate::status::Counts {
                 running: 0,
                 retrying: 1,
+                waiting: 1,
             },
             running: Vec::new(),
             retrying: vec![crate::status::RetryRow {
@@ -316,6 +331,13 @@ mod tests {
                 due_at: "t".into(),
                 error: Some("<script>x</script>".into()),
                 kind: "failure",
+            }],
+            waiting: vec![crate::status::WaitingRow {
+                issue_id: "B".into(),
+                issue_identifier: "B-1".into(),
+                state: "in_progress".into(),
+                reason: "approval_required: <rm -rf>".into(),
+                since: "t".into(),
             }],
             codex_totals: crate::status::TokenTotals {
                 input_tokens: 0,
@@ -334,6 +356,8 @@ mod tests {
         let html = render_dashboard(&snapshot);
         assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"));
         assert!(!html.contains("<script>"));
+        assert!(html.contains("Waiting for an operator (1)"));
+        assert!(html.contains("approval_required: &lt;rm -rf&gt;"));
     }
 
     async fn body(response: Response) -> serde_json::Value {

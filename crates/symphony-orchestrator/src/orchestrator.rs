@@ -551,13 +551,15 @@ impl Actor {
         for id in self.scheduler.stalled(std::time::Instant::now(), stall) {
             self.stop(&id, Stop::Stalled);
         }
-        let runs: Vec<(String, OffsetDateTime)> = self
+        let mut runs: Vec<(String, OffsetDateTime)> = self
             .scheduler
             .running()
             .iter()
             .filter(|(_, run)| run.stopping.is_none())
             .filter_map(|(id, _)| Some((id.clone(), self.workers.get(id)?.started_utc)))
             .collect();
+        let waiting = self.scheduler.waiting().keys().cloned();
+        runs.extend(waiting.map(|id| (id, OffsetDateTime::now_utc())));
         if runs.is_empty() {
             return;
         }
@@ -570,6 +572,9 @@ impl Actor {
             Ok(observed) => {
                 for (id, reason) in self.scheduler.reconcile(&observed) {
                     self.stop(&id, reason);
+                }
+                for id in self.scheduler.reconcile_waiting(&observed) {
+                    tracing::info!(issue_id = %id, issue_identifier = %self.identifier(&id), "the operator changed a waiting issue; it is a candidate again");
                 }
             }
             Err(e) => {
@@ -848,6 +853,14 @@ impl Actor {
         };
         match &ended {
             Some(Ended::Released(Stop::Terminal)) => self.clean_workspace(&id, &identifier),
+            Some(Ended::Waiting(waiting)) => {
+                tracing::warn!(
+                    issue_id = %id,
+                    issue_identifier = %identifier,
+                    reason = %waiting.reason,
+                    "the agent waits for an operator; not retried until the issue's state changes"
+                );
+            }
             Some(Ended::Retry(retry)) if !self.options.once && !self.stopping_all => {
                 tracing::info!(
                     issue_id = %id,

@@ -103,6 +103,24 @@ pub enum Exit {
     Normal,
     /// It failed: the reason is kept on the retry entry.
     Failed(String),
+    /// The agent asked for an approval or input the policy does not give unattended: no
+    /// retry; the issue waits for an operator ([`Waiting`]).
+    NeedsOperator(String),
+}
+
+/// An issue whose last attempt ended waiting for an operator (approval or user input). It is
+/// not retried; it stays claimed on this node until the operator changes its state (any
+/// change, for example back to `todo`, releases it) or the service restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// Human identifier.
+    pub identifier: String,
+    /// The tracker state when it started waiting.
+    pub state: String,
+    /// What the agent asked for (`approval_required: ...`, `turn_input_required: ...`).
+    pub reason: String,
+    /// Since when.
+    pub since: Instant,
 }
 
 /// Why the orchestrator stops a running worker (SPEC §8.5, §7.3).
@@ -159,6 +177,8 @@ pub enum Ended {
     Retry(Retry),
     /// The orchestrator had stopped it for this reason: its claim is released, no retry.
     Released(Stop),
+    /// It waits for an operator ([`Exit::NeedsOperator`]).
+    Waiting(Waiting),
 }
 
 /// Decision on a retry whose timer fired (SPEC §16.6 `on_retry_timer`).
@@ -181,6 +201,7 @@ pub struct Scheduler {
     limits: Limits,
     running: BTreeMap<String, Running>,
     retries: BTreeMap<String, Retry>,
+    waiting: BTreeMap<String, Waiting>,
     claimed: HashSet<String>,
     completed: HashSet<String>,
     totals: Tokens,
@@ -194,6 +215,7 @@ impl Scheduler {
             limits,
             running: BTreeMap::new(),
             retries: BTreeMap::new(),
+            waiting: BTreeMap::new(),
             claimed: HashSet::new(),
             completed: HashSet::new(),
             totals: Tokens::default(),
@@ -209,6 +231,11 @@ impl Scheduler {
     /// Running workers by issue id.
     pub fn running(&self) -> &BTreeMap<String, Running> {
         &self.running
+    }
+
+    /// Issues waiting for an operator, by issue id.
+    pub fn waiting(&self) -> &BTreeMap<String, Waiting> {
+        &self.waiting
     }
 
     /// Queued retries by issue id.
@@ -386,6 +413,17 @@ impl Scheduler {
                 RetryKind::Failure,
                 Some(reason),
             ),
+            Exit::NeedsOperator(reason) => {
+                let waiting = Waiting {
+                    identifier: run.identifier,
+                    state: run.state,
+                    reason,
+                    since: now,
+                };
+                self.claimed.insert(id.to_string());
+                self.waiting.insert(id.to_string(), waiting.clone());
+                return Some(Ended::Waiting(waiting));
+            }
         };
         let retry = self.queue_retry(id, run.identifier, attempt, kind, error, now);
         Some(Ended::Retry(retry.clone()))
@@ -483,7 +521,25 @@ impl Scheduler {
     /// stopped for good).
     pub fn release(&mut self, id: &str) {
         self.retries.remove(id);
+        self.waiting.remove(id);
         self.claimed.remove(id);
+    }
+
+    /// Releases waiting issues whose tracker state is no longer the one they started waiting
+    /// in (an operator acted); returns their ids.
+    pub fn reconcile_waiting(&mut self, observed: &HashMap<String, Observed>) -> Vec<String> {
+        let released: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(id, w)| {
+                !matches!(observed.get(*id), Some(Observed::Active(state)) if *state == w.state)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &released {
+            self.release(id);
+        }
+        released
     }
 
     /// Running issues not already stopping with no agent event (or start) for longer than
@@ -767,5 +823,28 @@ mod tests {
         assert_eq!(retry.kind, RetryKind::Failure);
         assert_eq!(retry.error.as_deref(), Some("stalled"));
         assert_eq!(retry.due_at - t0, FAILURE_BASE);
+    }
+
+    #[test]
+    fn an_attempt_needing_an_operator_waits_unretried_until_its_state_changes() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(limits(2, &[]));
+        s.dispatched(&candidate("A", "in_progress"), None, t0);
+        let Some(Ended::Waiting(w)) =
+            s.exited("A", Exit::NeedsOperator("approval_required: x".into()), t0)
+        else {
+            panic!("waits")
+        };
+        assert_eq!(
+            (w.state.as_str(), w.reason.as_str()),
+            ("in_progress", "approval_required: x")
+        );
+        assert!(s.retries().is_empty(), "not retried");
+        assert!(s.is_claimed("A"), "not dispatched again");
+        let same = HashMap::from([("A".to_string(), Observed::Active("in_progress".into()))]);
+        assert!(s.reconcile_waiting(&same).is_empty());
+        let moved = HashMap::from([("A".to_string(), Observed::Active("todo".into()))]);
+        assert_eq!(s.reconcile_waiting(&moved), ["A"]);
+        assert!(!s.is_claimed("A") && s.waiting().is_empty());
     }
 }

@@ -81,6 +81,9 @@ pub struct StateSnapshot {
     pub running: Vec<RunningRow>,
     /// Queued retries.
     pub retrying: Vec<RetryRow>,
+    /// Issues blocked on an approval or user input the policy does not grant unattended; not
+    /// retried until an operator changes the issue's state (extension of SPEC §13.7.2).
+    pub waiting: Vec<WaitingRow>,
     /// Aggregate tokens and runtime.
     pub codex_totals: TokenTotals,
     /// Latest rate-limit payload an agent reported.
@@ -98,6 +101,23 @@ pub struct Counts {
     pub running: usize,
     /// Queued retries.
     pub retrying: usize,
+    /// Issues waiting for an operator.
+    pub waiting: usize,
+}
+
+/// One issue waiting for an operator ([`crate::scheduler::Waiting`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct WaitingRow {
+    /// Tracker id.
+    pub issue_id: String,
+    /// Human identifier.
+    pub issue_identifier: String,
+    /// The tracker state it waits in; changing it releases the issue.
+    pub state: String,
+    /// `approval_required: <request>` or `turn_input_required: <request>`.
+    pub reason: String,
+    /// Since when.
+    pub since: String,
 }
 
 /// One running session (SPEC §13.7.2 `running[]`).
@@ -188,7 +208,7 @@ pub struct IssueDetail {
     pub issue_identifier: String,
     /// Tracker id.
     pub issue_id: String,
-    /// `running`, `retrying` or `idle`.
+    /// `running`, `retrying`, `waiting` (for an operator) or `idle`.
     pub status: &'static str,
     /// `{path}` of the workspace, when known.
     pub workspace: Option<WorkspaceRef>,
@@ -359,6 +379,18 @@ impl StatusView<'_> {
             .iter()
             .map(|(id, retry)| retry_row(id, retry, now, now_utc))
             .collect();
+        let waiting: Vec<WaitingRow> = self
+            .scheduler
+            .waiting()
+            .iter()
+            .map(|(id, w)| WaitingRow {
+                issue_id: id.clone(),
+                issue_identifier: w.identifier.clone(),
+                state: w.state.clone(),
+                reason: w.reason.clone(),
+                since: wall(w.since, now, now_utc),
+            })
+            .collect();
         let (tokens, runtime) = self.scheduler.totals(now);
         StateSnapshot {
             generated_at: format_timestamp(now_utc),
@@ -366,9 +398,11 @@ impl StatusView<'_> {
             counts: Counts {
                 running: running.len(),
                 retrying: retrying.len(),
+                waiting: waiting.len(),
             },
             running,
             retrying,
+            waiting,
             codex_totals: TokenTotals::of(tokens, Some(runtime.as_secs_f64())),
             rate_limits: self.rate_limits.cloned(),
             workflow: self.workflow.clone(),
@@ -403,6 +437,7 @@ impl StatusView<'_> {
         let status = match (&running, &retry) {
             (Some(_), _) => "running",
             (None, Some(_)) => "retrying",
+            (None, None) if self.scheduler.waiting().contains_key(id) => "waiting",
             (None, None) => "idle",
         };
         let logs = tracked.proofs_dir.iter().flat_map(|dir| {
@@ -505,7 +540,7 @@ mod tests {
         let snapshot = serde_json::to_value(view.snapshot(t0 + Duration::from_secs(2))).unwrap();
         assert_eq!(
             snapshot["counts"],
-            serde_json::json!({"running": 1, "retrying": 1})
+            serde_json::json!({"running": 1, "retrying": 1, "waiting": 0})
         );
         assert_eq!(snapshot["running"][0]["session_id"], "s-1");
         assert_eq!(snapshot["running"][0]["turn_count"], 1);

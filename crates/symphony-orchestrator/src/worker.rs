@@ -29,6 +29,7 @@ use crate::handoff;
 use crate::hooks::{HookKind, HookOutcome, run_configured_hook};
 use crate::prompt::{continuation_prompt, render_prompt};
 use crate::proofs::{AttemptProofs, Manifest, ManifestError, ProofsError, utc_stamp};
+use crate::runner::codex::TrackerTools;
 use crate::runner::{AgentEvent, AgentLaunch, AgentSession, TokenUsage};
 use crate::scheduler::{Exit, Stop};
 use crate::workflow::Workflow;
@@ -146,10 +147,16 @@ pub struct AttemptReport {
 }
 
 impl AttemptReport {
-    /// The scheduler's view (SPEC §16.6): failures back off, everything else is normal (a
-    /// stopped run is then released or, when stalled, retried by the scheduler).
+    /// The scheduler's view (SPEC §16.6): failures back off, an agent waiting for an approval
+    /// or input the policy does not grant waits for an operator instead of retrying, everything
+    /// else is normal (a stopped run is then released or, when stalled, retried).
     pub fn exit(&self) -> Exit {
         match &self.outcome {
+            AttemptOutcome::Failed { kind, message }
+                if kind == "approval_required" || kind == "turn_input_required" =>
+            {
+                Exit::NeedsOperator(format!("{kind}: {message}"))
+            }
             AttemptOutcome::Failed { kind, message } => Exit::Failed(format!("{kind}: {message}")),
             _ => Exit::Normal,
         }
@@ -307,6 +314,11 @@ impl Worker {
             env: self.spec.env.clone(),
             logs: proofs.agent_logs(),
             events: self.spec.events.clone(),
+            tracker_tools: Some(TrackerTools {
+                tracker: Arc::clone(&self.spec.tracker),
+                settings: self.spec.settings.clone(),
+                proofs_dir: proofs.relative().to_string(),
+            }),
         };
         let mut session = match AgentSession::start(&config.config.runner, launch).await {
             Ok(session) => session,

@@ -334,6 +334,7 @@ async fn worker_flow_runs_on_a_spawned_task() {
                 prompt: logs_dir.join("prompt.md"),
             },
             events: tx,
+            tracker_tools: None,
         };
         let mut session = AgentSession::start(&config.runner, launch).await.unwrap();
         let outcome = session.run_turn(&prompt).await.unwrap();

@@ -123,12 +123,22 @@ async fn spec_17_5_startup_handshake_sends_initialize_initialized_thread_start_t
         .collect();
     assert_eq!(
         methods,
-        ["initialize", "initialized", "thread/start", "turn/start"]
+        [
+            "initialize",
+            "initialized",
+            "thread/start",
+            "thread/name/set",
+            "turn/start"
+        ]
     );
     let init = &fake.received_method("initialize")[0];
     assert_eq!(init["params"]["clientInfo"]["name"], "symphony");
     assert!(init["params"]["clientInfo"]["version"].is_string());
-    assert!(init["params"]["capabilities"].is_object());
+    assert_eq!(
+        init["params"]["capabilities"],
+        json!({"experimentalApi": true}),
+        "dynamicTools is experimental in codex 0.171"
+    );
     assert!(init["id"].is_u64());
 }
 
@@ -150,9 +160,16 @@ async fn spec_17_5_policy_payloads_use_the_documented_settings() {
         json!([{"type": "text", "text": "Do the task"}])
     );
     assert_eq!(turn["cwd"], json!(workspace));
-    assert_eq!(turn["title"], "XSY-42: Make it work");
+    assert!(turn.get("title").is_none(), "turn/start has no title field");
+    let name = &fake.received_method("thread/name/set")[0]["params"];
+    assert_eq!(name["name"], "XSY-42: Make it work");
     assert_eq!(turn["approvalPolicy"], "never");
-    assert_eq!(turn["sandboxPolicy"], json!({"type": "workspaceWrite"}));
+    assert_eq!(
+        turn["sandboxPolicy"],
+        json!({"type": "workspaceWrite", "writableRoots": [workspace], "networkAccess": false}),
+        "the default turn sandbox writes only the workspace, without network"
+    );
+    assert_eq!(thread["dynamicTools"], json!([]), "no tracker, no tools");
 
     let custom = FakeServer::new(
         "normal",
@@ -165,6 +182,23 @@ async fn spec_17_5_policy_payloads_use_the_documented_settings() {
     let turn = &custom.received_method("turn/start")[0]["params"];
     assert_eq!(turn["approvalPolicy"], "on-request");
     assert_eq!(turn["sandboxPolicy"], json!({"type": "dangerFullAccess"}));
+
+    let explicit = FakeServer::new(
+        "normal",
+        "  thread_sandbox: read-only\n  turn_sandbox_policy:\n    type: workspaceWrite\n    writableRoots: [/srv/a]\n    networkAccess: true",
+    )
+    .await;
+    let mut session = explicit.start().await.unwrap();
+    bounded(session.run_turn("x")).await.unwrap();
+    session.stop().await;
+    let thread = &explicit.received_method("thread/start")[0]["params"];
+    assert_eq!(thread["sandbox"], "read-only");
+    let turn = &explicit.received_method("turn/start")[0]["params"];
+    assert_eq!(
+        turn["sandboxPolicy"],
+        json!({"type": "workspaceWrite", "writableRoots": ["/srv/a"], "networkAccess": true}),
+        "turn_sandbox_policy is passed through"
+    );
 }
 
 #[tokio::test]
@@ -225,6 +259,19 @@ async fn spec_17_5_turn_timeout_is_enforced() {
     let err = bounded(session.run_turn("x")).await.unwrap_err();
     assert_eq!(err, RunnerError::TurnTimeout { timeout_ms: 800 });
     assert!(started.elapsed() < Duration::from_secs(10));
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn spec_17_5_turn_timeout_is_a_silence_interval_not_a_total_cap() {
+    let fake = FakeServer::new("steady_turn", "  turn_timeout_ms: 800").await;
+    let mut session = fake.start().await.unwrap();
+    let started = std::time::Instant::now();
+    bounded(session.run_turn("x")).await.unwrap();
+    assert!(
+        started.elapsed() > Duration::from_millis(2000),
+        "the turn ran longer than the timeout and still completed"
+    );
     session.stop().await;
 }
 
@@ -449,11 +496,28 @@ async fn spec_17_5_error_response_to_a_request_is_response_error() {
 }
 
 #[tokio::test]
-async fn codex_command_not_found_is_agent_not_found() {
+async fn codex_command_not_found_is_codex_not_found() {
     let h = support::Harness::new("XSY-43").await;
     let config = support::runner_config("codex:\n  command: symphony-no-such-codex app-server");
     let err = bounded(AgentSession::start(&config, h.launch.clone()))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "agent_not_found");
+    assert_eq!(err.kind(), "codex_not_found");
+}
+
+#[tokio::test]
+async fn a_result_without_the_targeted_shape_is_a_protocol_mismatch_naming_both_versions() {
+    let mut fake = FakeServer::new("thread_without_id", "").await;
+    let err = fake.start().await.unwrap_err();
+    assert_eq!(err.kind(), "protocol_mismatch");
+    let text = err.to_string();
+    assert!(text.contains("`thread/start`"), "{text}");
+    assert!(
+        text.contains("codex 0.0 answered"),
+        "the installed version from the user agent: {text}"
+    );
+    assert!(text.contains("codex 0.171.0"), "{text}");
+    assert!(text.contains("missing field `id`"), "{text}");
+    let events = fake.harness.drain();
+    assert_eq!(events.last().unwrap().kind, AgentEventKind::StartupFailed);
 }

@@ -232,9 +232,12 @@ pub struct RunnerConfig {
     pub stall_timeout_ms: u64,
     /// Codex `approvalPolicy` as written (string or object); codex runner only.
     pub approval_policy: Option<serde_json::Value>,
-    /// Codex `sandbox` mode (`read-only`, `workspace-write`, `danger-full-access`); codex runner
-    /// only.
-    pub sandbox: Option<String>,
+    /// Codex `SandboxMode` for `thread/start` (`read-only`, `workspace-write`,
+    /// `danger-full-access`), from `thread_sandbox` (or the older `sandbox`); codex runner only.
+    pub thread_sandbox: Option<String>,
+    /// Codex `SandboxPolicy` object for every `turn/start`, passed through (SPEC §5.3.6); codex
+    /// runner only. Unset: derived from the thread sandbox (`runner::codex` docs).
+    pub turn_sandbox_policy: Option<serde_json::Value>,
 }
 
 /// `claims:` settings.
@@ -487,7 +490,8 @@ fn shell_or_preset_runner(raw: RawRunner) -> RunnerConfig {
         read_timeout_ms: raw.read_timeout_ms.map_or(DEFAULT_READ_TIMEOUT_MS, |v| v.0),
         stall_timeout_ms: stall_ms(raw.stall_timeout_ms),
         approval_policy: json_value(raw.approval_policy),
-        sandbox: non_blank(raw.sandbox),
+        thread_sandbox: non_blank(raw.thread_sandbox),
+        turn_sandbox_policy: json_value(raw.turn_sandbox_policy),
     }
 }
 
@@ -503,7 +507,8 @@ fn legacy_codex_runner(raw: RawCodex) -> RunnerConfig {
         read_timeout_ms: raw.read_timeout_ms.map_or(DEFAULT_READ_TIMEOUT_MS, |v| v.0),
         stall_timeout_ms: stall_ms(raw.stall_timeout_ms),
         approval_policy: json_value(raw.approval_policy),
-        sandbox: non_blank(raw.sandbox),
+        thread_sandbox: non_blank(raw.thread_sandbox),
+        turn_sandbox_policy: json_value(raw.turn_sandbox_policy),
     }
 }
 

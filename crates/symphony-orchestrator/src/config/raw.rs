@@ -86,7 +86,10 @@ pub(super) struct RawRunner {
     pub read_timeout_ms: Option<PosInt>,
     pub stall_timeout_ms: Option<Int>,
     pub approval_policy: Option<serde_yaml::Value>,
-    pub sandbox: Option<String>,
+    /// SPEC §5.3.6 `thread_sandbox`; `sandbox` is the older spelling.
+    #[serde(alias = "sandbox")]
+    pub thread_sandbox: Option<String>,
+    pub turn_sandbox_policy: Option<serde_yaml::Value>,
 }
 
 /// The SPEC §5.3.6 `codex:` block, mapped onto the codex runner when no `runner:` block exists.
@@ -98,7 +101,10 @@ pub(super) struct RawCodex {
     pub read_timeout_ms: Option<PosInt>,
     pub stall_timeout_ms: Option<Int>,
     pub approval_policy: Option<serde_yaml::Value>,
-    pub sandbox: Option<String>,
+    /// SPEC §5.3.6 `thread_sandbox`; `sandbox` is the older spelling.
+    #[serde(alias = "sandbox")]
+    pub thread_sandbox: Option<String>,
+    pub turn_sandbox_policy: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -29,6 +29,12 @@ pub enum AgentEventKind {
     TurnInputRequired,
     /// An approval request was approved automatically (high-trust policy, `docs/runners.md`).
     ApprovalAutoApproved,
+    /// The agent asked for an approval the policy does not grant unattended; the attempt ends.
+    ApprovalRequired,
+    /// A host-side tool call succeeded.
+    ToolCallCompleted,
+    /// A host-side tool call failed; the model got the reason.
+    ToolCallFailed,
     /// The agent called a tool this client does not implement; it was answered with a failure.
     UnsupportedToolCall,
     /// Progress: a message, a tool use, a usage or rate-limit update, a plain output line.
@@ -51,6 +57,9 @@ impl AgentEventKind {
             Self::TurnEndedWithError => "turn_ended_with_error",
             Self::TurnInputRequired => "turn_input_required",
             Self::ApprovalAutoApproved => "approval_auto_approved",
+            Self::ApprovalRequired => "approval_required",
+            Self::ToolCallCompleted => "tool_call_completed",
+            Self::ToolCallFailed => "tool_call_failed",
             Self::UnsupportedToolCall => "unsupported_tool_call",
             Self::Notification => "notification",
             Self::OtherMessage => "other_message",

@@ -61,6 +61,9 @@ pub struct AgentLaunch {
     pub logs: AgentLogs,
     /// Where events go.
     pub events: mpsc::Sender<AgentEvent>,
+    /// The tracker the codex runner's host-side tools act on (`symphony_handoff`,
+    /// `symphony_issue`); `None` offers no tools.
+    pub tracker_tools: Option<codex::TrackerTools>,
 }
 
 impl AgentLaunch {
@@ -212,12 +215,45 @@ pub enum RunnerError {
         /// The request method.
         method: String,
     },
+    /// The agent asked for an approval the configured `approval_policy` does not grant
+    /// unattended (`runner::codex` policy); the attempt waits for an operator.
+    #[error("agent requested approval via `{method}` that the policy does not grant: {reason}")]
+    ApprovalRequired {
+        /// The request method.
+        method: String,
+        /// Why it was not granted, with what was asked.
+        reason: String,
+    },
+    /// The codex command was not found (bash exit 127; SPEC §10.6 `codex_not_found`).
+    #[error("codex not found: `{command}`: {stderr_tail}")]
+    CodexNotFound {
+        /// The command.
+        command: String,
+        /// End of stderr.
+        stderr_tail: String,
+    },
+    /// The app-server's answer does not have the shape of the targeted Codex version.
+    #[error(
+        "`{method}`: codex {installed} answered in a shape this client (written for codex \
+         {targeted}) does not understand: {detail}"
+    )]
+    ProtocolMismatch {
+        /// The request method.
+        method: String,
+        /// The installed Codex version as it reported it (`unknown` when it did not).
+        installed: String,
+        /// [`codex::TARGET_CODEX_VERSION`].
+        targeted: String,
+        /// What did not fit.
+        detail: String,
+    },
 }
 
 impl RunnerError {
     /// Stable class: `agent_not_found`, `invalid_workspace_cwd`, `agent_spawn_failed`,
     /// `agent_io`, `response_timeout`, `turn_timeout`, `stalled`, `port_exit`, `agent_crashed`,
-    /// `response_error`, `turn_failed`, `turn_cancelled`, `turn_input_required`.
+    /// `response_error`, `turn_failed`, `turn_cancelled`, `turn_input_required`,
+    /// `approval_required`, `codex_not_found`, `protocol_mismatch`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::AgentNotFound { .. } => "agent_not_found",
@@ -233,6 +269,9 @@ impl RunnerError {
             Self::TurnFailed { .. } => "turn_failed",
             Self::TurnCancelled { .. } => "turn_cancelled",
             Self::TurnInputRequired { .. } => "turn_input_required",
+            Self::ApprovalRequired { .. } => "approval_required",
+            Self::CodexNotFound { .. } => "codex_not_found",
+            Self::ProtocolMismatch { .. } => "protocol_mismatch",
         }
     }
 
@@ -249,6 +288,7 @@ impl RunnerError {
         match self {
             Self::TurnCancelled { .. } => AgentEventKind::TurnCancelled,
             Self::TurnInputRequired { .. } => AgentEventKind::TurnInputRequired,
+            Self::ApprovalRequired { .. } => AgentEventKind::ApprovalRequired,
             _ => AgentEventKind::TurnFailed,
         }
     }

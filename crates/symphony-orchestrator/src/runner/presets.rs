@@ -54,7 +54,9 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "codex_exec",
         kind: RunnerKind::Shell,
-        command: "codex exec --json --full-auto --skip-git-repo-check",
+        // codex 0.171 removed `--full-auto`; `--sandbox workspace-write` is what it meant for
+        // `exec` (which never asks for approvals).
+        command: "codex exec --json --sandbox workspace-write --skip-git-repo-check",
         continuation_command: Some("codex exec --json --skip-git-repo-check resume --last"),
         output_format: OutputFormat::CodexExecJsonl,
         env: CODEX_ENV,

@@ -34,6 +34,8 @@ pub struct ShellSession {
     sink: EventSink,
     turn: u32,
     usage: Option<TokenUsage>,
+    /// The session id the totals in `usage` were last reported under.
+    usage_session: Option<String>,
 }
 
 /// What one turn's stdout said.
@@ -74,6 +76,7 @@ impl ShellSession {
             launch,
             turn: 0,
             usage: None,
+            usage_session: None,
         })
     }
 
@@ -85,7 +88,17 @@ impl ShellSession {
         &self.launch
     }
 
+    /// Session totals given this turn's reported usage: earlier turns' totals plus this
+    /// process's. `codex exec … resume` is the exception: it reports the resumed thread's
+    /// running total (measured with codex 0.171.0), so a turn on the thread the totals came
+    /// from replaces them instead of adding to them.
     fn session_usage(&self, turn: Option<TokenUsage>) -> Option<TokenUsage> {
+        let resumed = self.output_format == OutputFormat::CodexExecJsonl
+            && self.usage_session.is_some()
+            && self.usage_session == self.sink.session_id;
+        if resumed {
+            return turn.or(self.usage);
+        }
         match (self.usage, turn) {
             (Some(base), Some(turn)) => Some(base.plus(turn)),
             (base, turn) => base.or(turn),
@@ -129,6 +142,7 @@ impl ShellSession {
         let (status, stream) = result?;
         if let Some(turn_usage) = stream.usage {
             self.usage = self.session_usage(Some(turn_usage));
+            self.usage_session = self.sink.session_id.clone();
         }
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match (status.success(), stream.verdict) {

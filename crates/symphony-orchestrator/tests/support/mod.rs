@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: process liveness and agent launches.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod scripted_model;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -92,6 +94,7 @@ impl Harness {
             )],
             logs: logs.clone(),
             events: tx,
+            tracker_tools: None,
         };
         Self {
             dir,

@@ -1,18 +1,29 @@
-//! The codex runner: the Codex app-server JSON-RPC protocol over stdio (SPEC §10.2–10.6).
+//! The codex runner: the Codex app-server JSON-RPC protocol over stdio (SPEC §10.2–10.6),
+//! written against `@openai/codex` [`TARGET_CODEX_VERSION`] ([`protocol`]).
 //!
-//! One app-server process lives for the whole session: `initialize` → `initialized` →
-//! `thread/start` at start, then one `turn/start` per turn on the same thread, each read until
-//! `turn/completed` (or `turn/failed`, `turn/cancelled`). `session_id` is
-//! `<thread_id>-<turn_id>`. Only stdout carries protocol; stderr is logged, never parsed.
+//! One app-server process lives for the whole session: `initialize` (opting into the
+//! experimental API for `dynamicTools`) → `initialized` → `thread/start` (approval policy,
+//! thread sandbox, cwd, host-side [`tools`]) → `thread/name/set` (`<identifier>: <title>`), then
+//! one `turn/start` per turn on the same thread (turn sandbox policy), each read until
+//! `turn/completed`. `session_id` is `<thread_id>-<turn_id>`. Only stdout carries protocol;
+//! stderr is logged, never parsed.
 //!
-//! High-trust policy (documented in `docs/runners.md`): command and file-change approval
-//! requests are approved for the session; dynamic tool calls are answered with a failure
-//! (`unsupported_tool_call`) and the turn continues; a request for user input fails the attempt
-//! (`turn_input_required`); any other server request gets a JSON-RPC "method not found" error.
-//! Defaults: `approvalPolicy: never`, `sandbox: workspace-write`.
+//! Timeouts (SPEC §10.6): `read_timeout_ms` bounds each request's response; `turn_timeout_ms`
+//! is the longest silence while a turn is active (every app-server line resets it, it is not a
+//! cap on the turn's total time); `stall_timeout_ms` is the same silence measure the
+//! orchestrator also applies to events. Approvals and user input follow [`policy`]; tool calls
+//! run through [`tools`]; any other server request gets JSON-RPC "method not found".
+
+mod payloads;
+mod policy;
+pub mod protocol;
+mod server_requests;
+pub mod tools;
 
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, sleep_until};
@@ -22,26 +33,28 @@ use super::events::{AgentEventKind, EventBody, EventSink, TokenUsage};
 use super::lines::Line;
 use super::{AgentLaunch, RunnerError, TurnOutcome};
 use crate::config::RunnerConfig;
+use payloads::{
+    TurnEnd, absolute_usage, clip, codex_not_found, first_str, is_response, turn_completed_usage,
+    turn_end,
+};
+use policy::SessionPolicy;
+pub use policy::{DEFAULT_APPROVAL_POLICY, DEFAULT_THREAD_SANDBOX};
+pub use protocol::TARGET_CODEX_VERSION;
+use protocol::{
+    ClientInfo, InitializeCapabilities, InitializeParams, InitializeResponse, ThreadSetNameParams,
+    ThreadStartParams, ThreadStartResponse, TurnStartParams, TurnStartResponse, UserInput,
+};
+pub use tools::TrackerTools;
 
-/// `approvalPolicy` sent when the config sets none.
-pub const DEFAULT_APPROVAL_POLICY: &str = "never";
-/// `sandbox` sent when the config sets none.
-pub const DEFAULT_SANDBOX: &str = "workspace-write";
 /// JSON-RPC "method not found".
 const METHOD_NOT_FOUND: i64 = -32601;
-
-/// How a turn ended according to the app-server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum TurnEnd {
-    Completed,
-    Failed(String),
-    Cancelled(String),
-}
 
 /// What a wait is bounded by, to name the error when the deadline passes.
 #[derive(Debug, Clone, Copy)]
 enum Wait<'a> {
+    /// A response, by a fixed deadline.
     Response { method: &'a str, timeout_ms: u64 },
+    /// Turn stream output, by `last_output + timeout_ms` (a silence interval).
     Turn { timeout_ms: u64 },
 }
 
@@ -54,8 +67,8 @@ pub struct CodexSession {
     read_timeout_ms: u64,
     turn_timeout_ms: u64,
     stall_timeout_ms: u64,
-    approval_policy: Value,
-    sandbox: String,
+    policy: SessionPolicy,
+    codex_version: Option<String>,
     thread_id: String,
     turn_id: Option<String>,
     turn: u32,
@@ -64,23 +77,6 @@ pub struct CodexSession {
     last_message: Option<String>,
     pending_end: Option<TurnEnd>,
     last_output: Instant,
-}
-
-/// `workspace-write` → `workspaceWrite` (the object-form sandbox policy type).
-fn sandbox_policy_type(sandbox: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in sandbox.chars() {
-        if c == '-' || c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 impl CodexSession {
@@ -94,7 +90,9 @@ impl CodexSession {
             .filter(|c| !c.trim().is_empty())
             .unwrap_or_else(|| crate::config::DEFAULT_CODEX_COMMAND.to_owned());
         let env = launch.symphony_env();
-        let process = AgentProcess::spawn(&command, &launch, &config.env_allowlist, &env).await?;
+        let process = AgentProcess::spawn(&command, &launch, &config.env_allowlist, &env)
+            .await
+            .map_err(codex_not_found)?;
         let mut sink = launch.sink();
         sink.pid = process.pid;
         let mut session = Self {
@@ -103,14 +101,8 @@ impl CodexSession {
             read_timeout_ms: config.read_timeout_ms,
             turn_timeout_ms: config.turn_timeout_ms,
             stall_timeout_ms: config.stall_timeout_ms,
-            approval_policy: config
-                .approval_policy
-                .clone()
-                .unwrap_or_else(|| json!(DEFAULT_APPROVAL_POLICY)),
-            sandbox: config
-                .sandbox
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SANDBOX.to_owned()),
+            policy: SessionPolicy::resolve(config, &launch.workspace_path),
+            codex_version: None,
             launch,
             thread_id: String::new(),
             turn_id: None,
@@ -141,29 +133,79 @@ impl CodexSession {
     }
 
     async fn handshake(&mut self) -> Result<(), RunnerError> {
-        let client_info = json!({"name": "symphony", "version": env!("CARGO_PKG_VERSION")});
-        self.request(
-            "initialize",
-            json!({"clientInfo": client_info, "capabilities": {}}),
-        )
-        .await?;
+        let init = InitializeParams {
+            client_info: ClientInfo {
+                name: "symphony".into(),
+                title: "Symphony".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+            capabilities: InitializeCapabilities {
+                experimental_api: true,
+            },
+        };
+        let init: InitializeResponse = self.typed_request("initialize", &init).await?;
+        self.codex_version = init.codex_version().map(str::to_owned);
+        if self.codex_version.as_deref() != Some(TARGET_CODEX_VERSION) {
+            tracing::warn!(
+                installed = ?self.codex_version,
+                targeted = TARGET_CODEX_VERSION,
+                "the installed codex is not the version this client was written against"
+            );
+        }
         self.send(json!({"method": "initialized", "params": {}}))
             .await?;
         let workspace = self.launch.workspace_path.display().to_string();
-        let params = json!({
-            "approvalPolicy": self.approval_policy,
-            "sandbox": self.sandbox,
-            "cwd": workspace,
-        });
-        let result = self.request("thread/start", params).await?;
-        self.thread_id = first_str(&result, &["/thread/id", "/threadId", "/thread_id"])
-            .ok_or_else(|| RunnerError::ResponseError {
-                method: "thread/start".into(),
-                code: None,
-                message: format!("result has no thread id: {}", clip(&result)),
-            })?;
-        tracing::info!(thread_id = %self.thread_id, "codex thread started");
+        let params = ThreadStartParams {
+            approval_policy: self.policy.approval_policy.clone(),
+            sandbox: self.policy.thread_sandbox.clone(),
+            cwd: workspace,
+            dynamic_tools: tools::specs(self.launch.tracker_tools.as_ref()),
+        };
+        let thread: ThreadStartResponse = self.typed_request("thread/start", &params).await?;
+        self.thread_id = thread.thread.id;
+        tracing::info!(thread_id = %self.thread_id, codex_version = ?self.codex_version, "codex thread started");
+        let name = ThreadSetNameParams {
+            thread_id: self.thread_id.clone(),
+            name: format!(
+                "{}: {}",
+                self.launch.issue_identifier, self.launch.issue_title
+            ),
+        };
+        // The title is metadata (SPEC §10.2 "when supported"): a refusal is not fatal.
+        if let Err(e) = self.typed_request::<Value>("thread/name/set", &name).await {
+            match e {
+                RunnerError::ResponseError { .. } => {
+                    tracing::warn!(error = %e, "codex refused the thread name")
+                }
+                other => return Err(other),
+            }
+        }
         Ok(())
+    }
+
+    /// Sends `method` with `params` and reads the result as `T`; a result that does not fit is
+    /// [`RunnerError::ProtocolMismatch`].
+    async fn typed_request<T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        params: &impl Serialize,
+    ) -> Result<T, RunnerError> {
+        let params = serde_json::to_value(params).map_err(|e| self.mismatch(method, &e))?;
+        let result = self.request(method, params).await?;
+        serde_json::from_value(result.clone())
+            .map_err(|e| self.mismatch(method, &format!("{e} in {}", clip(&result))))
+    }
+
+    fn mismatch(&self, method: &str, detail: &dyn std::fmt::Display) -> RunnerError {
+        RunnerError::ProtocolMismatch {
+            method: method.to_owned(),
+            installed: self
+                .codex_version
+                .clone()
+                .unwrap_or_else(|| "unknown".into()),
+            targeted: TARGET_CODEX_VERSION.into(),
+            detail: detail.to_string(),
+        }
     }
 
     pub(crate) async fn run_turn(&mut self, prompt: &str) -> Result<TurnOutcome, RunnerError> {
@@ -172,24 +214,18 @@ impl CodexSession {
         self.last_message = None;
         let started = Instant::now();
         write_file(&self.launch.logs.prompt, prompt).await?;
-        let workspace = self.launch.workspace_path.display().to_string();
-        let params = json!({
-            "threadId": self.thread_id,
-            "input": [{"type": "text", "text": prompt}],
-            "cwd": workspace,
-            "title": format!("{}: {}", self.launch.issue_identifier, self.launch.issue_title),
-            "approvalPolicy": self.approval_policy,
-            "sandboxPolicy": {"type": sandbox_policy_type(&self.sandbox)},
-        });
-        let result = self.request("turn/start", params).await?;
-        let turn_id =
-            first_str(&result, &["/turn/id", "/turnId", "/turn_id"]).ok_or_else(|| {
-                RunnerError::ResponseError {
-                    method: "turn/start".into(),
-                    code: None,
-                    message: format!("result has no turn id: {}", clip(&result)),
-                }
-            })?;
+        let params = TurnStartParams {
+            thread_id: self.thread_id.clone(),
+            input: vec![UserInput {
+                kind: "text",
+                text: prompt.to_owned(),
+            }],
+            cwd: self.launch.workspace_path.display().to_string(),
+            approval_policy: self.policy.approval_policy.clone(),
+            sandbox_policy: self.policy.turn_sandbox_policy.clone(),
+        };
+        let turn: TurnStartResponse = self.typed_request("turn/start", &params).await?;
+        let turn_id = turn.turn.id;
         self.sink.session_id = Some(format!("{}-{turn_id}", self.thread_id));
         self.turn_id = Some(turn_id);
         self.sink
@@ -198,7 +234,6 @@ impl CodexSession {
                 format!("turn {}", self.turn),
             )
             .await;
-        let deadline = started + Duration::from_millis(self.turn_timeout_ms);
         let wait = Wait::Turn {
             timeout_ms: self.turn_timeout_ms,
         };
@@ -206,7 +241,7 @@ impl CodexSession {
             if let Some(end) = self.pending_end.take() {
                 break end;
             }
-            let message = self.next_message(deadline, wait).await?;
+            let message = self.next_message(wait).await?;
             self.handle(message).await?;
         };
         match end {
@@ -260,13 +295,13 @@ impl CodexSession {
         self.next_id += 1;
         self.send(json!({"id": id, "method": method, "params": params}))
             .await?;
-        let deadline = Instant::now() + Duration::from_millis(self.read_timeout_ms);
         let wait = Wait::Response {
             method,
             timeout_ms: self.read_timeout_ms,
         };
+        let deadline = Instant::now() + Duration::from_millis(self.read_timeout_ms);
         loop {
-            let message = self.next_message(deadline, wait).await?;
+            let message = self.next_message_by(deadline, wait).await?;
             if is_response(&message) && message.get("id") == Some(&json!(id)) {
                 if let Some(error) = message.get("error") {
                     return Err(RunnerError::ResponseError {
@@ -284,14 +319,28 @@ impl CodexSession {
         }
     }
 
+    /// The next message of an active turn: the deadline is `turn_timeout_ms` after the last
+    /// output line, so it moves with every line (SPEC §10.6).
+    async fn next_message(&mut self, wait: Wait<'_>) -> Result<Value, RunnerError> {
+        self.next_message_by(
+            self.last_output + Duration::from_millis(self.turn_timeout_ms),
+            wait,
+        )
+        .await
+    }
+
     /// The next JSON message from stdout. Malformed and oversized lines become `malformed`
-    /// events; EOF means the app-server exited.
-    async fn next_message(
+    /// events; EOF means the app-server exited. For [`Wait::Turn`] the deadline is recomputed
+    /// after every line, malformed ones included.
+    async fn next_message_by(
         &mut self,
-        deadline: Instant,
+        mut deadline: Instant,
         wait: Wait<'_>,
     ) -> Result<Value, RunnerError> {
         loop {
+            if let Wait::Turn { timeout_ms } = wait {
+                deadline = self.last_output + Duration::from_millis(timeout_ms);
+            }
             let stall = (self.stall_timeout_ms > 0)
                 .then(|| self.last_output + Duration::from_millis(self.stall_timeout_ms));
             let line = tokio::select! {
@@ -351,14 +400,15 @@ impl CodexSession {
                 .ok()
                 .and_then(Result::ok);
         let stderr_tail = self.process.shut_down().await;
-        self.process
-            .exit_error(status, stderr_tail, |exit_code, signal, stderr_tail| {
-                RunnerError::PortExit {
-                    exit_code,
-                    signal,
-                    stderr_tail,
-                }
-            })
+        codex_not_found(self.process.exit_error(
+            status,
+            stderr_tail,
+            |exit_code, signal, stderr_tail| RunnerError::PortExit {
+                exit_code,
+                signal,
+                stderr_tail,
+            },
+        ))
     }
 
     /// Handles a notification or server request; records a turn end in `pending_end`.
@@ -387,80 +437,6 @@ impl CodexSession {
         }
     }
 
-    async fn respond(&mut self, id: Value, result: Value) -> Result<(), RunnerError> {
-        self.send(json!({"id": id, "result": result})).await
-    }
-
-    async fn respond_error(&mut self, id: Value, message: String) -> Result<(), RunnerError> {
-        self.send(json!({"id": id, "error": {"code": METHOD_NOT_FOUND, "message": message}}))
-            .await
-    }
-
-    async fn server_request(
-        &mut self,
-        method: &str,
-        id: Value,
-        message: &Value,
-    ) -> Result<(), RunnerError> {
-        let params = message.get("params").unwrap_or(&Value::Null);
-        match method {
-            "item/commandExecution/requestApproval" | "item/fileChange/requestApproval" => {
-                self.respond(id, json!({"decision": "acceptForSession"}))
-                    .await?;
-                self.sink
-                    .emit_message(AgentEventKind::ApprovalAutoApproved, method)
-                    .await;
-            }
-            "execCommandApproval" | "applyPatchApproval" => {
-                self.respond(id, json!({"decision": "approved_for_session"}))
-                    .await?;
-                self.sink
-                    .emit_message(AgentEventKind::ApprovalAutoApproved, method)
-                    .await;
-            }
-            "item/tool/call" => {
-                let tool = params
-                    .get("tool")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?")
-                    .to_owned();
-                let text =
-                    format!("unsupported_tool_call: symphony does not implement the tool `{tool}`");
-                self.respond(
-                    id,
-                    json!({"success": false, "contentItems": [{"type": "inputText", "text": text}]}),
-                )
-                .await?;
-                self.sink
-                    .emit_message(AgentEventKind::UnsupportedToolCall, format!("tool {tool}"))
-                    .await;
-            }
-            "item/tool/requestUserInput" | "mcpServer/elicitation/request" => {
-                let _ = self
-                    .respond_error(
-                        id,
-                        "symphony runs unattended and cannot provide user input".into(),
-                    )
-                    .await;
-                self.process.terminate().await;
-                return Err(RunnerError::TurnInputRequired {
-                    method: method.to_owned(),
-                });
-            }
-            other => {
-                self.respond_error(id, format!("symphony does not support `{other}`"))
-                    .await?;
-                self.sink
-                    .emit_message(
-                        AgentEventKind::OtherMessage,
-                        format!("unsupported request {other}"),
-                    )
-                    .await;
-            }
-        }
-        Ok(())
-    }
-
     fn is_current_turn(&self, params: &Value) -> bool {
         match first_str(params, &["/turn/id", "/turnId", "/turn_id"]) {
             Some(id) => self.turn_id.as_deref().is_none_or(|current| current == id),
@@ -469,9 +445,19 @@ impl CodexSession {
     }
 
     async fn notification(&mut self, method: &str, params: &Value) {
-        let mut body = EventBody::default();
+        let mut body = EventBody {
+            // SPEC §13.5: the latest rate-limit payload from whichever update carries one.
+            rate_limits: ["/rateLimits", "/rate_limits", "/msg/rate_limits"]
+                .iter()
+                .find_map(|p| params.pointer(p).filter(|v| v.is_object()))
+                .cloned(),
+            ..EventBody::default()
+        };
         let kind = match method {
             "turn/completed" | "turn/failed" | "turn/cancelled" if self.is_current_turn(params) => {
+                if let Some(usage) = turn_completed_usage(method, params) {
+                    self.usage = Some(usage);
+                }
                 let end = turn_end(method, params);
                 self.pending_end = Some(end);
                 return;
@@ -488,10 +474,6 @@ impl CodexSession {
                 AgentEventKind::Notification
             }
             "account/rateLimits/updated" => {
-                body.rate_limits = params
-                    .get("rateLimits")
-                    .or_else(|| params.get("rate_limits"))
-                    .cloned();
                 body.message = Some("rate limits updated".into());
                 AgentEventKind::Notification
             }
@@ -524,145 +506,5 @@ impl CodexSession {
             }
         };
         self.sink.emit(kind, body).await;
-    }
-}
-
-fn is_response(message: &Value) -> bool {
-    message.get("method").is_none()
-        && message.get("id").is_some()
-        && (message.get("result").is_some() || message.get("error").is_some())
-}
-
-fn first_str(value: &Value, pointers: &[&str]) -> Option<String> {
-    pointers.iter().find_map(|p| match value.pointer(p)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
-}
-
-/// A compact, bounded rendering of a JSON value for messages.
-fn clip(value: &Value) -> String {
-    super::events::summarize(&value.to_string())
-}
-
-fn turn_end(method: &str, params: &Value) -> TurnEnd {
-    let reason = first_str(
-        params,
-        &["/turn/error/message", "/error/message", "/reason"],
-    )
-    .unwrap_or_else(|| method.to_owned());
-    let status = first_str(params, &["/turn/status", "/status"]);
-    match (method, status.as_deref()) {
-        ("turn/cancelled", _) | (_, Some("interrupted" | "cancelled" | "canceled")) => {
-            TurnEnd::Cancelled(reason)
-        }
-        ("turn/failed", _) | (_, Some("failed")) => TurnEnd::Failed(reason),
-        _ => TurnEnd::Completed,
-    }
-}
-
-/// Absolute thread totals from a usage notification (SPEC §13.5): `tokenUsage.total` (app-server
-/// v2), `info.total_token_usage` / `msg.info.total_token_usage` (token-count wrappers). Delta
-/// payloads (`last`, `last_token_usage`) are ignored.
-fn absolute_usage(params: &Value) -> Option<TokenUsage> {
-    let totals = [
-        "/tokenUsage/total",
-        "/token_usage/total",
-        "/info/total_token_usage",
-        "/msg/info/total_token_usage",
-        "/total_token_usage",
-    ]
-    .iter()
-    .find_map(|p| params.pointer(p).filter(|v| v.is_object()))?;
-    let field = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| totals.get(*n).and_then(Value::as_u64))
-    };
-    let input = field(&["inputTokens", "input_tokens", "prompt_tokens"]).unwrap_or(0);
-    let output = field(&["outputTokens", "output_tokens", "completion_tokens"]).unwrap_or(0);
-    let total = field(&["totalTokens", "total_tokens"]).unwrap_or(input + output);
-    Some(TokenUsage {
-        input,
-        output,
-        total,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usage_is_read_from_absolute_totals_only() {
-        let v2 = json!({"threadId": "t", "turnId": "u", "tokenUsage": {
-            "total": {"inputTokens": 100, "cachedInputTokens": 40, "outputTokens": 20, "totalTokens": 120},
-            "last": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}
-        }});
-        assert_eq!(
-            absolute_usage(&v2),
-            Some(TokenUsage {
-                input: 100,
-                output: 20,
-                total: 120
-            })
-        );
-        let wrapper = json!({"msg": {"type": "token_count", "info": {
-            "total_token_usage": {"input_tokens": 7, "output_tokens": 3},
-            "last_token_usage": {"input_tokens": 1, "output_tokens": 1}
-        }}});
-        assert_eq!(
-            absolute_usage(&wrapper),
-            Some(TokenUsage {
-                input: 7,
-                output: 3,
-                total: 10
-            })
-        );
-        assert_eq!(absolute_usage(&json!({"usage": {"input_tokens": 5}})), None);
-    }
-
-    #[test]
-    fn turn_end_variants_are_recognized() {
-        assert_eq!(
-            turn_end(
-                "turn/completed",
-                &json!({"turn": {"id": "1", "status": "completed"}})
-            ),
-            TurnEnd::Completed
-        );
-        assert_eq!(
-            turn_end(
-                "turn/completed",
-                &json!({"turn": {"status": "failed", "error": {"message": "boom"}}})
-            ),
-            TurnEnd::Failed("boom".into())
-        );
-        assert!(matches!(
-            turn_end(
-                "turn/completed",
-                &json!({"turn": {"status": "interrupted"}})
-            ),
-            TurnEnd::Cancelled(_)
-        ));
-        assert!(matches!(
-            turn_end("turn/failed", &json!({})),
-            TurnEnd::Failed(_)
-        ));
-        assert!(matches!(
-            turn_end("turn/cancelled", &json!({})),
-            TurnEnd::Cancelled(_)
-        ));
-    }
-
-    #[test]
-    fn sandbox_modes_map_to_policy_types() {
-        assert_eq!(sandbox_policy_type("workspace-write"), "workspaceWrite");
-        assert_eq!(
-            sandbox_policy_type("danger-full-access"),
-            "dangerFullAccess"
-        );
-        assert_eq!(sandbox_policy_type("read-only"), "readOnly");
     }
 }
