@@ -168,6 +168,7 @@ fn example_prompts_name_only_commands_that_parse() {
     workflows.sort();
     assert!(!workflows.is_empty(), "no examples/*/WORKFLOW.md");
     let dir = scaffold();
+    let mut checked = 0;
     for workflow in workflows {
         let issues = workflow.with_file_name("issues/issues.jsonl");
         let text = std::fs::read_to_string(&issues).unwrap();
@@ -176,14 +177,17 @@ fn example_prompts_name_only_commands_that_parse() {
         let prompt = rendered(&workflow, &issue);
         let commands = shown_commands(&prompt);
         let source = workflow.display().to_string();
+        // A codex-runner prompt may hand off through the host-side tool instead of the CLI.
         assert!(
-            !commands.is_empty(),
-            "{source}: the prompt shows no symphony command:\n{prompt}"
+            !commands.is_empty() || prompt.contains("symphony_handoff"),
+            "{source}: the prompt shows neither a symphony command nor the symphony_handoff tool:\n{prompt}"
         );
+        checked += commands.len();
         for args in &commands {
             assert_parses(dir.path(), &source, args);
         }
     }
+    assert!(checked > 0, "no example prompt shows a symphony command");
 }
 
 #[test]
