@@ -8,7 +8,8 @@
 //!
 //! Policies: an existing non-directory at the workspace path is refused (never deleted); a symlink
 //! at the workspace path is refused whatever it points to; a workspace whose `after_create` hook
-//! fails is removed so the next attempt creates it afresh. `tmp` and `.elixir_ls` at the top of a
+//! fails is removed so the next attempt creates it afresh, and so is one whose `after_create`
+//! was cut off (a `.<key>.creating` marker beside it, [`CREATING_SUFFIX`]). `tmp` and `.elixir_ls` at the top of a
 //! workspace are removed on every preparation (SPEC §17.2).
 
 use std::io::ErrorKind;
@@ -21,6 +22,10 @@ use crate::hooks::{HookError, HookKind, HookOutcome, run_configured_hook};
 
 /// Longest sanitized identifier kept before the hash suffix takes over (bytes).
 pub const MAX_KEY_PREFIX: usize = 128;
+/// Suffix of `<root>/.<key>.creating`, which exists while a new workspace's `after_create`
+/// runs: a workspace found with it was cut off mid-creation (a killed orchestrator) and is
+/// created afresh instead of being used half-made.
+pub const CREATING_SUFFIX: &str = ".creating";
 /// Temporary artefacts removed from the top of a workspace during preparation (SPEC §17.2).
 pub const TEMPORARY_ARTEFACTS: &[&str] = &["tmp", ".elixir_ls"];
 
@@ -231,9 +236,24 @@ impl WorkspaceManager {
             Err(e) => return Err(io_error(&path, "inspect the workspace path", &e)),
         };
         ensure_inside_root(&root, &path).await?;
+        let creating = root.join(format!(".{key}{CREATING_SUFFIX}"));
+        let mut created_now = created_now;
+        if !created_now && creating.exists() {
+            tracing::warn!(path = %path.display(), "the workspace's creation was interrupted (after_create never finished); creating it afresh");
+            tokio::fs::remove_dir_all(&path)
+                .await
+                .map_err(|e| io_error(&path, "remove a half-created workspace", &e))?;
+            tokio::fs::create_dir(&path)
+                .await
+                .map_err(|e| io_error(&path, "create the workspace directory", &e))?;
+            created_now = true;
+        }
         remove_temporary_artefacts(&path).await?;
         let mut after_create = None;
         if created_now {
+            tokio::fs::write(&creating, b"")
+                .await
+                .map_err(|e| io_error(&creating, "mark the workspace as being created", &e))?;
             after_create = run_configured_hook(HookKind::AfterCreate, hooks, &path, env).await;
             if let Some(outcome) = &after_create
                 && let Err(error) = outcome.check()
@@ -241,12 +261,16 @@ impl WorkspaceManager {
                 if let Err(e) = tokio::fs::remove_dir_all(&path).await {
                     tracing::warn!(path = %path.display(), error = %e, "could not remove the workspace after a failed after_create hook");
                 }
+                let _ = tokio::fs::remove_file(&creating).await;
                 return Err(WorkspaceError::AfterCreateFailed {
                     path,
                     error,
                     outcome: Box::new(outcome.clone()),
                 });
             }
+            tokio::fs::remove_file(&creating)
+                .await
+                .map_err(|e| io_error(&creating, "mark the workspace as created", &e))?;
         }
         Ok(PreparedWorkspace {
             workspace: Workspace {
