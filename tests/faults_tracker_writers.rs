@@ -77,19 +77,23 @@ fn head_records(repo: &Repo) -> BTreeMap<String, Value> {
     records(&repo.git(&["show", "HEAD:issues/issues.jsonl"]), "HEAD")
 }
 
-/// Git's lock files and our commit marker that must not outlive a successful command.
+/// Git's lock files, our commit marker and a pending append journal: none may outlive a
+/// successful command.
 fn leftover_locks(repo: &Repo) -> Vec<String> {
-    [
+    let mut left: Vec<String> = [
         ".git/index.lock",
         ".git/HEAD.lock",
         ".git/refs/heads/main.lock",
         ".git/symphony-commit.pid",
-        ".symphony/append.journal",
     ]
     .iter()
     .filter(|p| repo.path(p).exists())
     .map(|p| p.to_string())
-    .collect()
+    .collect();
+    if symphony_tracker::durable::has_pending_append(&repo.path(".symphony")).unwrap() {
+        left.push(".symphony/append.journal (pending)".into());
+    }
+    left
 }
 
 /// One write command with `--commit`, and what HEAD must show once it exited 0.

@@ -217,6 +217,7 @@ impl WorkspaceManager {
         let key = workspace_key(identifier)?;
         let root = self.created_root().await?;
         let path = root.join(&key);
+        let creating = root.join(format!(".{key}{CREATING_SUFFIX}"));
         let created_now = match tokio::fs::symlink_metadata(&path).await {
             Ok(meta) if meta.file_type().is_symlink() => {
                 return Err(outside_root(&path, &root).await);
@@ -224,6 +225,10 @@ impl WorkspaceManager {
             Ok(meta) if meta.is_dir() => false,
             Ok(_) => return Err(WorkspaceError::NotADirectory { path }),
             Err(e) if e.kind() == ErrorKind::NotFound => {
+                // Marked before the directory exists: a kill at any point after leaves the mark.
+                tokio::fs::write(&creating, b"")
+                    .await
+                    .map_err(|e| io_error(&creating, "mark the workspace as being created", &e))?;
                 match tokio::fs::create_dir(&path).await {
                     Ok(()) => true,
                     // Another preparation won the race; re-check what is there now.
@@ -236,7 +241,6 @@ impl WorkspaceManager {
             Err(e) => return Err(io_error(&path, "inspect the workspace path", &e)),
         };
         ensure_inside_root(&root, &path).await?;
-        let creating = root.join(format!(".{key}{CREATING_SUFFIX}"));
         let mut created_now = created_now;
         if !created_now && creating.exists() {
             tracing::warn!(path = %path.display(), "the workspace's creation was interrupted (after_create never finished); creating it afresh");
@@ -251,9 +255,6 @@ impl WorkspaceManager {
         remove_temporary_artefacts(&path).await?;
         let mut after_create = None;
         if created_now {
-            tokio::fs::write(&creating, b"")
-                .await
-                .map_err(|e| io_error(&creating, "mark the workspace as being created", &e))?;
             after_create = run_configured_hook(HookKind::AfterCreate, hooks, &path, env).await;
             if let Some(outcome) = &after_create
                 && let Err(error) = outcome.check()
@@ -384,6 +385,38 @@ async fn remove_temporary_artefacts(workspace: &Path) -> Result<(), WorkspaceErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_workspace_whose_after_create_was_cut_off_is_created_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = WorkspaceManager::new(dir.path());
+        let hooks = HooksConfig {
+            after_create: Some("echo made > made".into()),
+            before_run: None,
+            after_run: None,
+            before_remove: None,
+            timeout_ms: 10_000,
+        };
+        // What a kill during after_create leaves: the mark and a half-made directory.
+        std::fs::create_dir_all(dir.path().join("W-1/half")).unwrap();
+        std::fs::write(dir.path().join(".W-1.creating"), "").unwrap();
+        let prepared = manager.prepare("W-1", &hooks, &[]).await.unwrap();
+        assert!(prepared.workspace.created_now);
+        assert!(
+            !dir.path().join("W-1/half").exists(),
+            "half-made content removed"
+        );
+        assert!(
+            dir.path().join("W-1/made").exists(),
+            "after_create ran again"
+        );
+        assert!(!dir.path().join(".W-1.creating").exists());
+        // A finished workspace is reused as it is.
+        std::fs::write(dir.path().join("W-1/work"), "kept").unwrap();
+        let again = manager.prepare("W-1", &hooks, &[]).await.unwrap();
+        assert!(!again.workspace.created_now);
+        assert!(dir.path().join("W-1/work").exists());
+    }
 
     #[test]
     fn clean_identifiers_are_their_own_key() {
