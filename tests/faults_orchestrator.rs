@@ -174,6 +174,11 @@ fn agents_die_with_a_killed_orchestrator_and_a_restart_never_shares_their_worksp
         std::fs::read_to_string(repo.path("markers/overlap")).unwrap_or_default()
     );
     assert_eq!(agent_pids(&repo).len(), 4, "one agent per issue per run");
+    // The killed agents' `sleep 8` still held the workspaces: their groups were killed.
+    assert!(
+        logs.contains("killed a process group an earlier, killed orchestrator left"),
+        "{logs}"
+    );
     assert!(
         processes_in(&repo.path("workspaces")).is_empty(),
         "nothing of either run is left: {:?}",
@@ -312,10 +317,25 @@ fn run_example(repo: &Path) -> Command {
     cmd
 }
 
+/// What the restarts had to repair, counted from their logs.
+const REPAIRS: [(&str, &str); 5] = [
+    (
+        "finished the handoff an earlier run left",
+        "handoffs finished at start-up",
+    ),
+    (
+        "recording the handoff an earlier attempt left",
+        "handoff files recorded",
+    ),
+    ("creation was interrupted", "half-created workspaces redone"),
+    ("killed a process group", "orphaned process groups killed"),
+    ("removed a git lock file", "git lock files removed"),
+];
+
 /// One kill round: start the example, SIGKILL the run after `delay`, check its agents died
 /// with it, restart, and check the end state. Returns whether the kill came before the run
-/// ended.
-fn kill_round(delay: Duration) -> bool {
+/// ended, and the restart's logs.
+fn kill_round(delay: Duration) -> (bool, String) {
     let scratch = tempfile::tempdir().unwrap();
     let (repo, marks) = example_repo(&std::fs::canonicalize(scratch.path()).unwrap());
     let home = scratch.path().join("home");
@@ -376,7 +396,7 @@ fn kill_round(delay: Duration) -> bool {
         "two agents in one workspace: {context}"
     );
     assert!(processes_in(&workspaces).is_empty(), "{context}");
-    interrupted
+    (interrupted, logs)
 }
 
 /// Issue 8 acceptance: SIGKILLs of `symphony run` at random points of the bundled example,
@@ -395,15 +415,25 @@ fn sigkill_of_run_at_random_points_of_the_bundled_example_then_restart_finishes_
         .subsec_nanos() as u64;
     let mut interrupted = 0;
     let mut delays = Vec::new();
+    let mut repairs = [0usize; REPAIRS.len()];
     for round in 0..rounds {
         // Spread over a run's life here (about 1.3 s for the seven agents in a debug build).
         let delay = Duration::from_millis(50 + (seed.wrapping_mul(round as u64 + 7919) % 1250));
         delays.push(delay);
-        if kill_round(delay) {
-            interrupted += 1;
+        let (mid_run, logs) = kill_round(delay);
+        interrupted += usize::from(mid_run);
+        for (count, (needle, _)) in repairs.iter_mut().zip(REPAIRS) {
+            *count += logs.matches(needle).count();
         }
     }
+    let repaired: Vec<String> = repairs
+        .iter()
+        .zip(REPAIRS)
+        .map(|(n, (_, what))| format!("{n} {what}"))
+        .collect();
     eprintln!(
-        "faults: {rounds} kills of symphony run ({interrupted} mid-run) at {delays:?}, all finished on restart"
+        "faults: {rounds} kills of symphony run ({interrupted} mid-run) at {delays:?}, all finished \
+         on restart; restarts repaired: {}",
+        repaired.join(", ")
     );
 }

@@ -186,6 +186,7 @@ fn sigkill_at_random_points_of_committing_writes_loses_nothing_and_leaves_no_sta
     let typical = typical_write(&repo);
     let mut seen: BTreeSet<String> = records(&repo.issues(), "start").into_keys().collect();
     let (mut finished, mut killed, mut verified) = (0, 0, 0);
+    let (mut markers_left, mut git_locks_left) = (0, 0);
     for n in 0..kills {
         let current = records(&repo.issues(), "before the write");
         let write = pick_write(&mut rng, &current, n);
@@ -196,8 +197,22 @@ fn sigkill_at_random_points_of_committing_writes_loses_nothing_and_leaves_no_sta
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let delay = typical.mul_f64(rng.below(1000) as f64 / 1000.0);
-        std::thread::sleep(delay);
+        // Every third kill is aimed inside the git commit: as soon as the commit marker
+        // exists (libgit2's lock files come and go within it); the others at a random point
+        // of the command's life.
+        let started = Instant::now();
+        if n % 3 == 2 {
+            let marker = repo.path(".git/symphony-commit.pid");
+            while !marker.exists()
+                && matches!(child.try_wait(), Ok(None))
+                && started.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        } else {
+            std::thread::sleep(typical.mul_f64(rng.below(1000) as f64 / 1000.0));
+        }
+        let delay = started.elapsed();
         let ran_to_the_end = matches!(child.try_wait(), Ok(Some(_)));
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
@@ -210,6 +225,11 @@ fn sigkill_at_random_points_of_committing_writes_loses_nothing_and_leaves_no_sta
             );
         } else {
             killed += 1;
+            markers_left += usize::from(repo.path(".git/symphony-commit.pid").exists());
+            git_locks_left += [".git/index.lock", ".git/refs/heads/main.lock"]
+                .iter()
+                .filter(|p| repo.path(p).exists())
+                .count();
         }
         // 0 torn files, 0 duplicate ids, 0 lost records.
         let now = records(&repo.issues(), &format!("after write {n} {write:?}"));
@@ -255,7 +275,8 @@ fn sigkill_at_random_points_of_committing_writes_loses_nothing_and_leaves_no_sta
     assert!(validate.status.success(), "{}", text(&validate.stdout));
     eprintln!(
         "faults: {kills} writes with --commit ({killed} killed, {finished} finished), {verified} \
-         recoveries verified, {} records, typical write {typical:?}",
+         recoveries verified; kills left {markers_left} commit markers and {git_locks_left} git \
+         lock files; {} records, typical write {typical:?}",
         seen.len()
     );
 }
