@@ -301,11 +301,27 @@ pub(crate) fn keyed_yaml_error(
             _ => None,
         })
         .collect();
-    let (Some(keys), WorkflowError::WorkflowParseError { message, .. }) = (keys, &fallback) else {
+    let (
+        Some(keys),
+        WorkflowError::WorkflowParseError {
+            message,
+            line: at_line,
+            column: at_column,
+            ..
+        },
+    ) = (keys, &fallback)
+    else {
         return fallback;
     };
-    let Some((line, column)) = key_position(yaml, &keys).filter(|_| !keys.is_empty()) else {
+    let Some((line, key_column)) = key_position(yaml, &keys).filter(|_| !keys.is_empty()) else {
         return fallback;
+    };
+    let line = line + FRONT_MATTER_FIRST_LINE - 1;
+    // On the key's own line serde_yaml found the value itself (a wrong type): keep its column.
+    let column = if line == *at_line {
+        *at_column
+    } else {
+        key_column
     };
     let dotted = keys.join(".");
     // serde_yaml prefixes the part of the path it tracked (`agent: `); the full one replaces it.
@@ -315,7 +331,7 @@ pub(crate) fn keyed_yaml_error(
     };
     WorkflowError::WorkflowParseError {
         path: path.to_path_buf(),
-        line: line + FRONT_MATTER_FIRST_LINE - 1,
+        line,
         column,
         message: format!("{dotted}: {fact}"),
     }

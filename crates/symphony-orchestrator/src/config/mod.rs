@@ -618,6 +618,14 @@ mod tests {
             err.to_string(),
             "/r/WORKFLOW.md:8:3: agent.max_turns: expected a positive integer, found 0"
         );
+        // The block's first key: serde_yaml's line, and the key named all the same.
+        let first = "---\nagent:\n  max_turns: 0\n  max_concurrent_agents: 2\n---\n";
+        let err = parse_workflow(Path::new("/r/WORKFLOW.md"), first).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/r/WORKFLOW.md:3:3: agent.max_turns: expected a positive"),
+            "{err}"
+        );
         // A key that is not in block style falls back to serde_yaml's position.
         let flow = "---\nagent: {max_concurrent_agents: 2, max_turns: 0}\n---\n";
         let err = parse_workflow(Path::new("/r/WORKFLOW.md"), flow).unwrap_err();
