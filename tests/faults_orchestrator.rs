@@ -216,6 +216,18 @@ fn issues_claimed_under_a_lost_node_key_are_worked_after_the_ttl_and_say_why_unt
             "claims:\n  ttl_ms: 5000",
         ),
     );
+    // Within the TTL the old claims are live: `run --once` says so instead of only "nothing
+    // was ready".
+    let once = repo.run_once(&[], LIMIT);
+    let summary = text(&once.stdout);
+    for id in ids {
+        assert!(
+            summary.contains(&format!(
+                "{id} is ready but not claimable by this node: live claim of node"
+            )),
+            "{summary}"
+        );
+    }
     let second = Daemon::start(&repo, &[]);
     let blocked = wait_for(
         Duration::from_secs(10),

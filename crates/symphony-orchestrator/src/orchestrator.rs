@@ -116,6 +116,8 @@ pub struct RunSummary {
     pub attempts: Vec<AttemptRow>,
     /// Whether the run ended because shutdown was requested.
     pub interrupted: bool,
+    /// Ready issues this node could not claim at the last candidate fetch, and why.
+    pub unclaimable: Vec<Unclaimable>,
 }
 
 impl RunSummary {
@@ -177,6 +179,7 @@ impl Service {
                 RunSummary {
                     attempts: Vec::new(),
                     interrupted: true,
+                    unclaimable: Vec::new(),
                 }
             }
         }
@@ -536,6 +539,7 @@ impl Actor {
         RunSummary {
             attempts: self.recent.into_iter().collect(),
             interrupted: self.stopping_all,
+            unclaimable: self.unclaimable,
         }
     }
 
