@@ -363,6 +363,17 @@ fn kill_round(delay: Duration) -> (bool, String) {
     let interrupted = matches!(run.try_wait(), Ok(None));
     let _ = run.kill();
     run.wait().unwrap();
+    // The agents' own processes die with the run at once; what they started may finish.
+    let leaders: Vec<u32> = std::fs::read_to_string(marks.join("agents"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    wait_for(
+        Duration::from_secs(2),
+        "the killed run's agents to die with it",
+        || leaders.iter().all(|&pid| !alive(pid)).then_some(()),
+    );
     let workspaces = repo.join(".symphony/workspaces");
     wait_for(
         Duration::from_secs(5),
