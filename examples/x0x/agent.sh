@@ -41,8 +41,12 @@ mkdir -p notes
   sed -n '/^Title: /,$p' "$prompt_file" | sed 's/[[:space:]]*$//'
 } > "notes/$ident.md"
 git add "notes/$ident.md"
-git -c user.name="Example Agent" -c user.email="agent@example.invalid" \
-  commit --quiet -m "$ident: notes on \"$title\""
+# A rerun (the orchestrator was killed after this commit, before the handoff) finds its note
+# already committed and goes on to the checks and the handoff.
+if ! git diff --cached --quiet; then
+  git -c user.name="Example Agent" -c user.email="agent@example.invalid" \
+    commit --quiet -m "$ident: notes on \"$title\""
+fi
 commit=$(git rev-parse --short HEAD)
 files=$(git diff --name-only HEAD~1 HEAD)
 

@@ -425,6 +425,31 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// SIGKILLs the daemon (no chance to stop its agents) and returns its logs.
+    pub fn kill9(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(50));
+        self.logs()
+    }
+}
+
+/// Pids of live processes whose working directory is `dir` or below it (from `/proc`), the
+/// test process excluded.
+pub fn processes_in(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != std::process::id() && alive(pid))
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+        })
+        .collect()
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         terminate(&mut self.child);

@@ -110,7 +110,8 @@ fn tick_cost(issues: &Path) {
         let started = Instant::now();
         let found = tracker
             .fetch_candidate_issues(&s, OffsetDateTime::now_utc())
-            .unwrap();
+            .unwrap()
+            .ready;
         let chosen = scheduler.select(&found);
         fetch.push(started.elapsed());
         candidates = found.len();

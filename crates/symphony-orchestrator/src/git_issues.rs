@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use symphony_tracker::claims::{self, ClaimDecision};
@@ -22,9 +22,6 @@ use time::OffsetDateTime;
 
 use crate::config::ServiceConfig;
 use crate::scheduler::{Candidate, Observed};
-
-/// How many times a handoff commit is attempted when another writer moved HEAD meanwhile.
-const COMMIT_ATTEMPTS: usize = 3;
 
 /// The tracker settings a call needs, taken from the current (reloadable) workflow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +60,17 @@ pub struct IssueRef {
     pub state: String,
 }
 
+/// A handoff an earlier run left unrecorded or uncommitted ([`GitIssues::unfinished_handoffs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedHandoff {
+    /// Tracker id.
+    pub id: String,
+    /// Human identifier.
+    pub identifier: String,
+    /// `handoff.proofs_dir`, when linked.
+    pub proofs_dir: Option<String>,
+}
+
 /// A claim this node holds, found at start-up (restart recovery).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnClaim {
@@ -74,12 +82,52 @@ pub struct OwnClaim {
     pub stale: bool,
 }
 
+/// What [`GitIssues::fetch_candidate_issues`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Candidates {
+    /// Issues this node may claim now, in dispatch order.
+    pub ready: Vec<Candidate>,
+    /// Ready issues this node may not claim, in file order.
+    pub unclaimable: Vec<Unclaimable>,
+}
+
+/// A ready issue this node may not claim, and why (log and `/api/v1/state`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unclaimable {
+    /// Tracker id.
+    pub issue_id: String,
+    /// Human identifier.
+    pub issue_identifier: String,
+    /// Why, e.g. `this node is not on its shard slate (primary 0a1b2c…)`.
+    pub reason: String,
+}
+
+/// The reason of a refused claim, for logs and the API.
+fn refusal(decision: &ClaimDecision, shard: Option<&symphony_tracker::Shard>) -> String {
+    let short = |node: &str| node.chars().take(16).collect::<String>();
+    let primary = shard.map_or_else(String::new, |s| short(&s.primary));
+    match decision {
+        ClaimDecision::NotInSlate => format!(
+            "this node is not on its shard slate (primary {primary}; the slate is resharded \
+             once none of its nodes is on the roster and its holder is a TTL past)"
+        ),
+        ClaimDecision::Held { holder } => format!(
+            "live claim of node {} (taken over by the claim rules once its heartbeat is a TTL old)",
+            short(holder)
+        ),
+        ClaimDecision::Wait { until } => format!(
+            "a lower slot of the slate has its turn until {}",
+            format_timestamp(*until)
+        ),
+        ClaimDecision::Grant { .. } => String::new(),
+    }
+}
+
 /// The `git_issues` tracker of one node.
 #[derive(Debug)]
 pub struct GitIssues {
     store: Store,
     node: String,
-    commit_lock: Mutex<()>,
 }
 
 impl GitIssues {
@@ -88,7 +136,6 @@ impl GitIssues {
         GitIssues {
             store: Store::new(path),
             node: node.into(),
-            commit_lock: Mutex::new(()),
         }
     }
 
@@ -132,50 +179,87 @@ impl GitIssues {
     /// claim of another node — [`symphony_tracker::ready`]) carrying the required labels
     /// that this node may claim now under the sharded TTL rules with roster `[this node]`,
     /// in dispatch order (SPEC §8.2). Issues this node holds a live claim on are included
-    /// (restart recovery resumes them; the scheduler skips the ones it runs).
+    /// (restart recovery resumes them; the scheduler skips the ones it runs). A slate of
+    /// nodes that are all gone, past the TTL, counts as this node's
+    /// ([`claims::reshard_orphaned`]; the claim writes the new slate).
+    ///
+    /// Ready issues this node may not claim are returned in [`Candidates::unclaimable`] with
+    /// the reason, so an issue that `symphony issues ready` lists but no run picks up says why.
     ///
     /// Errors: the file cannot be read or a line is not a record (the tick skips dispatch).
     pub fn fetch_candidate_issues(
         &self,
         settings: &TrackerSettings,
         now: OffsetDateTime,
-    ) -> Result<Vec<Candidate>, TrackerError> {
+    ) -> Result<Candidates, TrackerError> {
         let heads = self.store.read_heads()?;
         let index = ReadyIndex::new(&heads, &settings.states, settings.claim_ttl_ms, now);
-        let mut eligible: Vec<_> = heads
+        let roster = [self.node.as_str()];
+        let mut eligible = Vec::new();
+        let mut unclaimable = Vec::new();
+        let labelled: Vec<_> = heads
             .iter()
-            .filter(|&head| match index.readiness(head) {
-                Readiness::Ready => true,
-                Readiness::Claimed(holder) => holder == self.node,
-                _ => false,
-            })
             .filter(|head| {
                 settings.required_labels.iter().all(|required| {
                     head.labels()
                         .any(|label| label.trim().eq_ignore_ascii_case(required))
                 })
             })
-            .filter(|head| {
-                let shard = head.shard().cloned().or_else(|| {
-                    claims::freeze(&[self.node.as_str()], head.id(), settings.claim_ttl_ms, 0)
-                });
-                let Some(shard) = shard else { return false };
-                let last_activity = parse_timestamp(head.updated_at()).unwrap_or(now);
-                matches!(
-                    claims::decide(&self.node, &shard, head.claim(), last_activity, now),
-                    ClaimDecision::Grant { .. }
-                )
+            .filter(|&head| match index.readiness(head) {
+                Readiness::Ready => true,
+                Readiness::Claimed(holder) if holder == self.node => true,
+                Readiness::Claimed(holder) => {
+                    let held = ClaimDecision::Held {
+                        holder: holder.to_string(),
+                    };
+                    unclaimable.push(Unclaimable {
+                        issue_id: head.id().to_string(),
+                        issue_identifier: head.identifier().to_string(),
+                        reason: refusal(&held, head.shard()),
+                    });
+                    false
+                }
+                _ => false,
             })
             .collect();
+        for head in labelled {
+            let last_activity = parse_timestamp(head.updated_at()).unwrap_or(now);
+            let shard = match head.shard() {
+                Some(frozen) => claims::reshard_orphaned(
+                    frozen,
+                    &roster,
+                    head.id(),
+                    head.claim(),
+                    last_activity,
+                    now,
+                )
+                .unwrap_or_else(|| frozen.clone()),
+                None => match claims::freeze(&roster, head.id(), settings.claim_ttl_ms, 0) {
+                    Some(shard) => shard,
+                    None => continue,
+                },
+            };
+            match claims::decide(&self.node, &shard, head.claim(), last_activity, now) {
+                ClaimDecision::Grant { .. } => eligible.push(head),
+                refused => unclaimable.push(Unclaimable {
+                    issue_id: head.id().to_string(),
+                    issue_identifier: head.identifier().to_string(),
+                    reason: refusal(&refused, Some(&shard)),
+                }),
+            }
+        }
         sort_for_dispatch(&mut eligible);
-        Ok(eligible
-            .into_iter()
-            .map(|head| Candidate {
-                id: head.id().to_string(),
-                identifier: head.identifier().to_string(),
-                state: head.state().to_string(),
-            })
-            .collect())
+        Ok(Candidates {
+            ready: eligible
+                .into_iter()
+                .map(|head| Candidate {
+                    id: head.id().to_string(),
+                    identifier: head.identifier().to_string(),
+                    state: head.state().to_string(),
+                })
+                .collect(),
+            unclaimable,
+        })
     }
 
     /// SPEC §11.1 `fetch_issue_states_by_ids`, for reconciliation: what the tracker says now
@@ -281,8 +365,71 @@ impl GitIssues {
             .collect())
     }
 
-    /// Claims `id` for this node ([`ops::claim`]): freezes the slate `[this node]` when the
-    /// record has none, writes the claim and moves `todo → in_progress`. No commit.
+    /// Handoffs an earlier run of this node left half done (restart recovery): issues in a
+    /// review state with a handoff that still carry this node's claim (the agent ran
+    /// `symphony issues handoff`, the orchestrator died before recording it), and — with
+    /// `tracker.commit` — handoffs linked to proofs under `proofs/` whose record differs from
+    /// HEAD's (the orchestrator died before the commit). Finish each with
+    /// [`GitIssues::record_handoff`] (`None`) and [`GitIssues::commit_record`].
+    ///
+    /// Errors: the file cannot be read or a line is not a record; HEAD's file is not readable.
+    pub fn unfinished_handoffs(
+        &self,
+        settings: &TrackerSettings,
+    ) -> Result<Vec<UnfinishedHandoff>, TrackerError> {
+        let document = self.store.read()?;
+        let head = match git::head_content(self.path()) {
+            Ok(Some(bytes)) => Document::parse(self.path(), bytes, usize::MAX).ok(),
+            Ok(None) | Err(TrackerError::Git { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let mut unfinished = Vec::new();
+        for (index, _) in document.record_lines() {
+            let record = document.record(index)?;
+            let Some(Value::Object(handoff)) = record.get("handoff") else {
+                continue;
+            };
+            if !settings.states.is_review(&string_field(&record, "state")) {
+                continue;
+            }
+            let id = string_field(&record, "id");
+            let claimed = record
+                .get("claim")
+                .and_then(|c| c.get("node"))
+                .and_then(Value::as_str)
+                == Some(self.node.as_str());
+            let proofs_dir = handoff
+                .get("proofs_dir")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let ours = proofs_dir
+                .as_deref()
+                .is_some_and(|dir| dir.starts_with(crate::proofs::PROOFS_DIR));
+            let uncommitted = settings.commit
+                && ours
+                && head.as_ref().is_some_and(|head| {
+                    let committed = head
+                        .find(&id)
+                        .ok()
+                        .flatten()
+                        .and_then(|at| head.record(at).ok());
+                    committed.and_then(|r| r.get("handoff").cloned())
+                        != Some(Value::Object(handoff.clone()))
+                });
+            if claimed || uncommitted {
+                unfinished.push(UnfinishedHandoff {
+                    identifier: string_field(&record, "identifier"),
+                    id,
+                    proofs_dir,
+                });
+            }
+        }
+        Ok(unfinished)
+    }
+
+    /// Claims `id` for this node ([`ops::claim`]) with roster `[this node]`: freezes that
+    /// slate when the record has none (or its nodes are all gone past the TTL), writes the
+    /// claim and moves `todo → in_progress`. No commit.
     ///
     /// Errors: [`TrackerError::NotFound`], [`TrackerError::Rejected`] (not active, malformed
     /// shard or claim), and file errors.
@@ -292,10 +439,11 @@ impl GitIssues {
         id: &str,
         now: OffsetDateTime,
     ) -> Result<ClaimDecision, TrackerError> {
-        let slate = claims::freeze(&[self.node.as_str()], id, settings.claim_ttl_ms, 0);
-        let (decision, _) = self
-            .store
-            .transact(|tx| ops::claim(tx, id, &self.node, slate.as_ref(), &settings.states, now))?;
+        let roster = [self.node.as_str()];
+        let (decision, _) = self.store.transact(|tx| {
+            let ttl = settings.claim_ttl_ms;
+            ops::claim(tx, id, &self.node, &roster, ttl, &settings.states, now)
+        })?;
         Ok(decision)
     }
 
@@ -384,45 +532,33 @@ impl GitIssues {
 
     /// Commits `id`'s record and the proofs directory, and nothing else: the committed issues
     /// file is HEAD's with only this record replaced by its current line (other issues'
-    /// uncommitted claims and states stay out of the commit). Returns the commit id.
+    /// uncommitted claims and states stay out of the commit). The commit is made under the
+    /// tracker lock, so it never races a CLI `--commit` or another worker for the branch tip.
+    /// Returns the commit id.
     ///
-    /// Errors: [`TrackerError::Git`] (not a work tree, a merge in progress, HEAD moved by
-    /// another process three times in a row), and file errors.
+    /// Errors: [`TrackerError::Git`] (not a work tree, a merge in progress, a git lock file
+    /// another process holds), and file errors.
     pub fn commit_record(
         &self,
         id: &str,
         proofs_dir: &Path,
         message: &str,
     ) -> Result<String, TrackerError> {
-        // One commit at a time from this process: parallel workers would race on HEAD.
-        let _guard = self
-            .commit_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut last = None;
-        for _ in 0..COMMIT_ATTEMPTS {
-            let bytes = self.record_commit_bytes(id)?;
-            let staged = [
-                git::Staged::Bytes(self.path(), &bytes),
-                git::Staged::Current(proofs_dir),
-            ];
-            match git::commit_paths(&staged, message) {
-                Ok(commit) => return Ok(commit),
-                Err(e @ TrackerError::Git { .. }) => last = Some(e),
-                Err(e) => return Err(e),
+        self.store.exclusive(|current| {
+            let bytes = self.record_commit_bytes(current, id)?;
+            let mut staged = vec![git::Staged::Bytes(self.path(), &bytes)];
+            // A run killed before its proofs directory was made has none to commit.
+            if proofs_dir.exists() {
+                staged.push(git::Staged::Current(proofs_dir));
             }
-        }
-        Err(last.unwrap_or_else(|| TrackerError::Git {
-            path: self.path().to_path_buf(),
-            message: "commit failed".into(),
-        }))
+            git::commit_paths(&staged, message)
+        })
     }
 
-    /// HEAD's issues file with `id`'s record replaced by (or appended as) its current version.
-    /// Without a HEAD version (unborn branch, new file), or when HEAD's version does not parse,
-    /// the whole current file.
-    fn record_commit_bytes(&self, id: &str) -> Result<Vec<u8>, TrackerError> {
-        let current = self.store.read()?;
+    /// HEAD's issues file with `id`'s record replaced by (or appended as) its version in
+    /// `current`. Without a HEAD version (unborn branch, new file), or when HEAD's version
+    /// does not parse, the whole current file.
+    fn record_commit_bytes(&self, current: &Document, id: &str) -> Result<Vec<u8>, TrackerError> {
         let whole = || current.text().as_bytes().to_vec();
         let Some(head) = git::head_content(self.path())? else {
             return Ok(whole());
@@ -531,7 +667,7 @@ mod tests {
     fn spec_11_candidates_are_the_ready_issues_in_dispatch_order() {
         let (_dir, t) = tracker(FIXTURE);
         let now = at("2026-05-01T00:00:00Z");
-        let candidates = t.fetch_candidate_issues(&settings(), now).unwrap();
+        let candidates = t.fetch_candidate_issues(&settings(), now).unwrap().ready;
         assert_eq!(
             ids(&candidates),
             [
@@ -542,7 +678,7 @@ mod tests {
             required_labels: vec!["ci".into()],
             ..settings()
         };
-        let with_label = t.fetch_candidate_issues(&labelled, now).unwrap();
+        let with_label = t.fetch_candidate_issues(&labelled, now).unwrap().ready;
         assert!(with_label.len() < candidates.len());
         assert!(with_label.iter().all(|c| candidates.contains(c)));
     }
@@ -557,18 +693,18 @@ mod tests {
             ClaimDecision::Grant { slot: 0 }
         );
         let other = GitIssues::new(t.path(), "ffff");
-        let theirs = other.fetch_candidate_issues(&s, now).unwrap();
+        let theirs = other.fetch_candidate_issues(&s, now).unwrap().ready;
         assert!(
             !ids(&theirs).contains(&"XSY-0003"),
             "live claim of another node"
         );
         assert!(!theirs.is_empty(), "slates are frozen only when claimed");
-        let mine = t.fetch_candidate_issues(&s, now).unwrap();
+        let mine = t.fetch_candidate_issues(&s, now).unwrap().ready;
         assert_eq!(mine[1].id, "XSY-0003");
         assert_eq!(mine[1].state, "in_progress", "the claim moved it");
         // A released issue keeps the slate [this node]: another node is not on it.
         assert!(t.release(&s, "XSY-0003").unwrap());
-        let theirs = other.fetch_candidate_issues(&s, now).unwrap();
+        let theirs = other.fetch_candidate_issues(&s, now).unwrap().ready;
         assert!(!ids(&theirs).contains(&"XSY-0003"), "not in its slate");
     }
 
@@ -584,10 +720,9 @@ mod tests {
         let later = at("2026-05-01T00:05:00Z");
         assert!(t.own_claims(&s, later).unwrap()[0].stale);
         let other = GitIssues::new(t.path(), "ffff");
-        let foreign = claims::freeze(&["ffff"], "XSY-0012", 60_000, 0);
         other
             .store
-            .transact(|tx| ops::claim(tx, "XSY-0012", "ffff", foreign.as_ref(), &s.states, t0))
+            .transact(|tx| ops::claim(tx, "XSY-0012", "ffff", &["ffff"], 60_000, &s.states, t0))
             .unwrap();
         let lost = t
             .heartbeat(

@@ -132,6 +132,26 @@ pub fn reject(workspace: &Path) -> std::io::Result<PathBuf> {
     Ok(rejected)
 }
 
+/// Whether the handoff file at `path` was already recorded on `record`: the record holds a
+/// handoff whose `updated_at` is no older than the file's modification time (to the second,
+/// the precision of the tracker's timestamps). An unreadable time counts as not recorded.
+pub fn recorded_already(path: &Path, record: &Map<String, Value>) -> bool {
+    let Some(recorded) = record
+        .get("handoff")
+        .and_then(|h| h.get("updated_at"))
+        .and_then(Value::as_str)
+        .and_then(|at| symphony_tracker::model::parse_timestamp(at).ok())
+    else {
+        return false;
+    };
+    let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let modified = time::OffsetDateTime::from(modified);
+    // The record's time is cut to the second: a file written in that second was recorded.
+    modified < recorded + time::Duration::seconds(1)
+}
+
 /// Parses and validates the text of the handoff file at `path`.
 ///
 /// # Errors

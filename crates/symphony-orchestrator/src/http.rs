@@ -346,6 +346,7 @@ mod tests {
                 seconds_running: Some(0.0),
             },
             rate_limits: None,
+            unclaimable: Vec::new(),
             workflow: crate::status::WorkflowHealth {
                 path: "/w".into(),
                 reload_error: None,

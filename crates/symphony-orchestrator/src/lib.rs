@@ -1,7 +1,7 @@
 //! The Symphony orchestrator (OpenAI Symphony SPEC draft v1) over the git issue tracker.
 //!
 //! Execution layer: [`workflow`] loading and [`reload`], typed [`config`] with
-//! [`config::preflight`], strict [`prompt`] rendering, per-issue [`workspace`]s, lifecycle
+//! [`config::preflight`], strict [`prompt`] rendering, per-issue [`workspace`]s (held through a [`workspace_lock`]), lifecycle
 //! [`hooks`], and agent [`runner`]s. Scheduling: the IO-free [`scheduler`] state machine,
 //! driven by the [`orchestrator`] task over the [`git_issues`] tracker adapter; one run
 //! attempt is a [`worker`], which records [`handoff`]s and keeps [`proofs`]. Observability:
@@ -24,5 +24,6 @@ pub mod status;
 pub mod worker;
 pub mod workflow;
 pub mod workspace;
+pub mod workspace_lock;
 
 pub use process_group::{CapturedOutput, TERMINATE_GRACE};

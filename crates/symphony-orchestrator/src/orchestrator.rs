@@ -5,8 +5,8 @@
 //! reads and writes on blocking threads, workers as tasks) and feeds the results back.
 //!
 //! Start-up ([`start`]): preflight the workflow, read the tracker, remove the workspaces of
-//! terminal issues (SPEC §8.6), release this node's stale claims and resume its live ones
-//! (restart recovery), bind the HTTP API, watch the workflow file, tick at once.
+//! terminal issues (SPEC §8.6), finish handoffs a killed run left unrecorded or uncommitted,
+//! release this node's stale claims and resume its live ones (restart recovery), bind the HTTP API, watch the workflow file, tick at once.
 //!
 //! Tick: re-check the workflow file (missed watch events), reconcile (stalls, then tracker
 //! states: terminal → stop and clean the workspace, non-active → stop and keep it), preflight,
@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::{PreflightError, ServiceConfig, preflight};
-use crate::git_issues::{GitIssues, TrackerSettings};
+use crate::git_issues::{GitIssues, TrackerSettings, Unclaimable};
 use crate::http::{self, HttpError};
 use crate::proofs::AttemptProofs;
 use crate::reload::{ReloadOutcome, WorkflowStore, WorkflowWatcher, watch_workflow};
@@ -116,6 +116,8 @@ pub struct RunSummary {
     pub attempts: Vec<AttemptRow>,
     /// Whether the run ended because shutdown was requested.
     pub interrupted: bool,
+    /// Ready issues this node could not claim at the last candidate fetch, and why.
+    pub unclaimable: Vec<Unclaimable>,
 }
 
 impl RunSummary {
@@ -177,6 +179,7 @@ impl Service {
                 RunSummary {
                     attempts: Vec::new(),
                     interrupted: true,
+                    unclaimable: Vec::new(),
                 }
             }
         }
@@ -208,6 +211,7 @@ pub async fn start(store: WorkflowStore, options: RunOptions) -> Result<Service,
         "symphony starting"
     );
     startup_cleanup(&tracker, &workflow, &options).await;
+    recover_handoffs(&tracker, &workflow).await;
     recover_claims(&tracker, &TrackerSettings::of(&workflow.config)).await;
     let (api_tx, api_rx) = mpsc::channel(API_QUEUE);
     let (http_stop, http_stop_rx) = watch::channel(false);
@@ -256,6 +260,7 @@ pub async fn start(store: WorkflowStore, options: RunOptions) -> Result<Service,
         recent: VecDeque::new(),
         rate_limits: None,
         preflight_error: None,
+        unclaimable: Vec::new(),
     };
     Ok(Service {
         http_addr,
@@ -330,6 +335,66 @@ async fn startup_cleanup(tracker: &Arc<GitIssues>, workflow: &Workflow, options:
                 issue_identifier = %issue.identifier,
                 error = %e,
                 "startup cleanup: workspace not removed"
+            ),
+        }
+    }
+}
+
+/// Restart recovery of handoffs a killed run left half done ([`GitIssues::unfinished_handoffs`]):
+/// each is linked to its proofs (the newest attempt directory of the issue when the agent
+/// named none), its claim is dropped and, with `tracker.commit`, it is committed — so every
+/// handoff ends recorded and committed exactly once. Failures are warnings.
+async fn recover_handoffs(tracker: &Arc<GitIssues>, workflow: &Workflow) {
+    let settings = TrackerSettings::of(&workflow.config);
+    let lookup = settings.clone();
+    let unfinished = match tracker
+        .blocking(move |t| t.unfinished_handoffs(&lookup))
+        .await
+    {
+        Ok(unfinished) => unfinished,
+        Err(e) => {
+            tracing::warn!(error = %e, "restart recovery of handoffs skipped: issues not readable");
+            return;
+        }
+    };
+    let repo_root = workflow.definition.dir().to_path_buf();
+    for pending in unfinished {
+        let proofs = pending
+            .proofs_dir
+            .clone()
+            .or_else(|| AttemptProofs::latest(&repo_root, &pending.identifier));
+        let Some(proofs) = proofs else {
+            tracing::warn!(issue_id = %pending.id, issue_identifier = %pending.identifier, "handoff of an earlier run has no proofs directory; left as it is");
+            continue;
+        };
+        let message = format!(
+            "{}: handoff → {} ({proofs})",
+            pending.identifier,
+            settings.states.handoff()
+        );
+        let (settings, root, id) = (settings.clone(), repo_root.clone(), pending.id.clone());
+        let finished = tracker
+            .blocking(move |t| {
+                t.record_handoff(&settings, &id, None, &proofs, OffsetDateTime::now_utc())?;
+                if !settings.commit {
+                    return Ok(None);
+                }
+                t.commit_record(&id, &root.join(&proofs), &message)
+                    .map(Some)
+            })
+            .await;
+        match finished {
+            Ok(commit) => tracing::info!(
+                issue_id = %pending.id,
+                issue_identifier = %pending.identifier,
+                commit = commit.as_deref().unwrap_or(""),
+                "finished the handoff an earlier run left unrecorded or uncommitted"
+            ),
+            Err(e) => tracing::warn!(
+                issue_id = %pending.id,
+                issue_identifier = %pending.identifier,
+                error = %e,
+                "handoff of an earlier run not finished"
             ),
         }
     }
@@ -421,6 +486,7 @@ struct Actor {
     recent: VecDeque<AttemptRow>,
     rate_limits: Option<Value>,
     preflight_error: Option<String>,
+    unclaimable: Vec<Unclaimable>,
 }
 
 async fn reload_signal(rx: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
@@ -473,6 +539,7 @@ impl Actor {
         RunSummary {
             attempts: self.recent.into_iter().collect(),
             interrupted: self.stopping_all,
+            unclaimable: self.unclaimable,
         }
     }
 
@@ -612,11 +679,26 @@ impl Actor {
             .map_or_else(|| id.to_string(), |t| t.identifier.clone())
     }
 
-    async fn fetch_candidates(&self) -> Result<Vec<Candidate>, TrackerError> {
+    /// The candidates of this tick; ready issues this node may not claim are kept for the
+    /// API and logged when the set or a reason changes (an issue no run picks up says why).
+    async fn fetch_candidates(&mut self) -> Result<Vec<Candidate>, TrackerError> {
         let settings = self.settings();
-        self.tracker
+        let found = self
+            .tracker
             .blocking(move |t| t.fetch_candidate_issues(&settings, OffsetDateTime::now_utc()))
-            .await
+            .await?;
+        if found.unclaimable != self.unclaimable {
+            for blocked in &found.unclaimable {
+                tracing::warn!(
+                    issue_id = %blocked.issue_id,
+                    issue_identifier = %blocked.issue_identifier,
+                    reason = %blocked.reason,
+                    "ready issue not claimable by this node"
+                );
+            }
+            self.unclaimable = found.unclaimable;
+        }
+        Ok(found.ready)
     }
 
     async fn dispatch_ready(&mut self) {
@@ -980,6 +1062,7 @@ impl Actor {
             recent: &self.recent,
             node: self.tracker.node(),
             rate_limits: self.rate_limits.as_ref(),
+            unclaimable: &self.unclaimable,
             workflow: WorkflowHealth {
                 path: self.store.path().display().to_string(),
                 reload_error: self.store.last_error().map(ToString::to_string),

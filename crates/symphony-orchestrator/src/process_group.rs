@@ -1,7 +1,16 @@
 //! Child processes in their own process group, so a timeout, a finished run or a cancelled task
 //! kills every descendant and not only the shell (SPEC §9.4 hook timeouts, §10.6 turn timeouts).
 //! Also the bounded capture of a child's output.
+//!
+//! A child also dies with the orchestrator: on Linux it gets `PR_SET_PDEATHSIG` = SIGKILL, so
+//! `kill -9` of `symphony run` takes its hooks and agents along instead of leaving them to work
+//! on (the signal follows the thread that spawned the child; children are spawned from the
+//! runtime's worker threads, which live as long as the process). A child started in a
+//! workspace takes a shared [`crate::workspace_lock`] before it executes, so a descendant that
+//! outlives it still marks the workspace as held.
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -58,7 +67,81 @@ pub(crate) fn bash(
     for (name, value) in extra {
         cmd.env(name, value);
     }
+    let lock = cwd.join(crate::workspace_lock::WORKSPACE_LOCK_FILE);
+    let lock = lock
+        .is_file()
+        .then(|| CString::new(lock.as_os_str().as_bytes()).ok())
+        .flatten();
+    tie_to_orchestrator(&mut cmd, lock);
     cmd
+}
+
+/// Before the child executes: SIGKILL when this process dies, and a shared lock on the
+/// workspace lock file (inherited by its descendants).
+#[allow(unsafe_code)]
+fn tie_to_orchestrator(cmd: &mut Command, workspace_lock: Option<CString>) {
+    let parent = rustix::process::getpid();
+    let child_setup = move || -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The orchestrator died between fork and prctl: the signal will never come.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(rustix::io::Errno::SRCH.into());
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = parent;
+        if let Some(path) = &workspace_lock {
+            // Without O_CLOEXEC: the descriptor, and so the lock, passes to the program and
+            // its descendants. A lock that cannot be taken only weakens the restart check.
+            if let Ok(fd) = rustix::fs::open(
+                path.as_c_str(),
+                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::APPEND,
+                rustix::fs::Mode::empty(),
+            ) {
+                let _ = rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockShared);
+                let mut line = [0u8; 24];
+                let len = holder_line(&mut line, rustix::process::getpid(), parent);
+                let _ = rustix::io::write(&fd, &line[..len]);
+                std::mem::forget(fd);
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child before exec and only makes system calls
+    // (prctl, getppid, open, flock) on data prepared before the fork: no allocation, no locks.
+    unsafe {
+        cmd.pre_exec(child_setup);
+    }
+}
+
+/// Writes `<pgid> <parent pid>\n` into `buf` without allocating (it runs between fork and
+/// exec) and returns its length: the line a child appends to the workspace lock file
+/// ([`crate::workspace_lock`]). The child leads its own group, so its pid is the pgid.
+fn holder_line(buf: &mut [u8; 24], pgid: Pid, parent: Pid) -> usize {
+    fn digits(out: &mut [u8], mut n: u32) -> usize {
+        let mut tmp = [0u8; 10];
+        let mut len = 0;
+        loop {
+            tmp[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for (i, d) in tmp[..len].iter().rev().enumerate() {
+            out[i] = *d;
+        }
+        len
+    }
+    let mut at = digits(&mut buf[..], pgid.as_raw_nonzero().get().unsigned_abs());
+    buf[at] = b' ';
+    at += 1;
+    at += digits(&mut buf[at..], parent.as_raw_nonzero().get().unsigned_abs());
+    buf[at] = b'\n';
+    at + 1
 }
 
 /// Owns a child's process group: [`ProcessGroup::terminate`] stops every member gracefully,
@@ -205,6 +288,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holder_lines_are_decimal_pgid_and_parent() {
+        let mut buf = [0u8; 24];
+        let pid = |n| Pid::from_raw(n).unwrap();
+        let len = holder_line(&mut buf, pid(4_194_304), pid(7));
+        assert_eq!(&buf[..len], b"4194304 7\n");
+        let len = holder_line(&mut buf, pid(i32::MAX), pid(i32::MAX));
+        assert_eq!(&buf[..len], b"2147483647 2147483647\n");
+    }
 
     #[test]
     fn tail_keeps_the_last_bytes() {

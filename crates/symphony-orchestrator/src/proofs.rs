@@ -157,6 +157,25 @@ impl AttemptProofs {
         ))
     }
 
+    /// The newest attempt directory of `identifier` under `repo_root`, relative to it
+    /// (`proofs/<key>/<utc>[-n]`); `None` when the issue has none. For restart recovery of a
+    /// handoff whose attempt was killed before it linked its proofs.
+    pub fn latest(repo_root: &Path, identifier: &str) -> Option<String> {
+        let key = workspace_key(identifier).ok()?;
+        let parent = repo_root.join(PROOFS_DIR).join(&key);
+        let order = |name: &str| {
+            let (stamp, n) = name.split_once('-').unwrap_or((name, "1"));
+            (stamp.to_string(), n.parse::<u32>().unwrap_or(0))
+        };
+        std::fs::read_dir(&parent)
+            .ok()?
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().is_dir())
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .max_by_key(|name| order(name))
+            .map(|name| format!("{PROOFS_DIR}/{key}/{name}"))
+    }
+
     /// The absolute directory.
     pub fn dir(&self) -> &Path {
         &self.dir

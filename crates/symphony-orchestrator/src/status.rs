@@ -11,6 +11,7 @@ use symphony_tracker::model::format_timestamp;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+use crate::git_issues::Unclaimable;
 use crate::runner::AgentEvent;
 use crate::scheduler::{Retry, RetryKind, Running, Scheduler, Tokens};
 
@@ -92,6 +93,9 @@ pub struct StateSnapshot {
     pub workflow: WorkflowHealth,
     /// The latest ended attempts, newest first.
     pub recent_attempts: Vec<AttemptRow>,
+    /// Ready issues this node may not claim, with the reason (as of the last candidate
+    /// fetch; extension of SPEC §13.7.2).
+    pub unclaimable: Vec<Unclaimable>,
 }
 
 /// Running and retrying counts.
@@ -361,6 +365,8 @@ pub struct StatusView<'a> {
     pub rate_limits: Option<&'a serde_json::Value>,
     /// Workflow health.
     pub workflow: WorkflowHealth,
+    /// Ready issues this node may not claim (last candidate fetch).
+    pub unclaimable: &'a [Unclaimable],
 }
 
 impl StatusView<'_> {
@@ -413,6 +419,7 @@ impl StatusView<'_> {
                 .take(RECENT_ATTEMPTS)
                 .cloned()
                 .collect(),
+            unclaimable: self.unclaimable.to_vec(),
         }
     }
 
@@ -531,6 +538,7 @@ mod tests {
             recent: &recent,
             node: "n",
             rate_limits: None,
+            unclaimable: &[],
             workflow: WorkflowHealth {
                 path: "/w".into(),
                 reload_error: None,

@@ -7,9 +7,14 @@
 //!   through `symphony issues handoff`; the attempt ends ([`HandoffVia::Cli`]);
 //! - `.symphony/handoff.json` in the workspace: validated ([`crate::handoff`]) and recorded,
 //!   moving the issue to review ([`HandoffVia::File`]); a malformed file is renamed to
-//!   `handoff.rejected.json` and the attempt fails with the error (so it is retried);
+//!   `handoff.rejected.json` and the attempt fails with the error (so it is retried). The file
+//!   is removed only once the tracker holds the handoff, and one an earlier attempt left
+//!   unrecorded (a killed orchestrator) is recorded at the start of the next attempt;
 //! - no longer active (a human moved it): the attempt ends;
 //! - still active: the next turn gets [`continuation_prompt`], up to `agent.max_turns`.
+//!
+//! The attempt holds the workspace lock ([`crate::workspace_lock`]) from preparation to the
+//! handoff record: a workspace a live process of an earlier run still holds is not worked in.
 //!
 //! The orchestrator stops a worker through its stop channel (reconciliation, stall,
 //! shutdown): the running turn is dropped — its process group is killed — and `after_run`
@@ -34,6 +39,7 @@ use crate::runner::{AgentEvent, AgentLaunch, AgentSession, TokenUsage};
 use crate::scheduler::{Exit, Stop};
 use crate::workflow::Workflow;
 use crate::workspace::{WorkspaceError, WorkspaceManager};
+use crate::workspace_lock::{HELD_WAIT, WorkspaceLock};
 
 /// Everything one attempt needs.
 #[derive(Debug, Clone)]
@@ -250,12 +256,20 @@ impl Worker {
             }
         };
         self.report.workspace = Some(workspace.clone());
+        // Held until the handoff is recorded; hooks and the agent share it (workspace_lock).
+        let _held = match WorkspaceLock::acquire(&workspace, HELD_WAIT).await {
+            Ok(lock) => lock,
+            Err(e) => return AttemptOutcome::failed(e.kind(), e),
+        };
         let ended = match self.stop_requested() {
             Some(reason) => TurnsEnd::Done(AttemptOutcome::Stopped(reason)),
-            None => {
-                self.before_run_and_turns(proofs, &workspace, &hook_env)
-                    .await
-            }
+            None => match self.unrecorded_handoff(proofs, &workspace).await {
+                Some(ended) => ended,
+                None => {
+                    self.before_run_and_turns(proofs, &workspace, &hook_env)
+                        .await
+                }
+            },
         };
         if let Some(outcome) =
             run_configured_hook(HookKind::AfterRun, &config.hooks, &workspace, &hook_env).await
@@ -264,8 +278,58 @@ impl Worker {
         }
         match ended {
             TurnsEnd::Done(outcome) => outcome,
-            TurnsEnd::HandedOff(via, handoff) => self.record_handoff(proofs, via, handoff).await,
+            TurnsEnd::HandedOff(via, handoff) => {
+                let outcome = self.record_handoff(proofs, via, handoff.clone()).await;
+                if handoff.is_some() && matches!(outcome, AttemptOutcome::HandedOff { .. }) {
+                    // Only now: until the tracker holds it, the file is the handoff's only copy.
+                    let file = workspace.join(handoff::HANDOFF_FILE);
+                    if let Err(e) = std::fs::remove_file(&file) {
+                        tracing::warn!(path = %file.display(), error = %e, "could not remove the recorded handoff file");
+                    }
+                }
+                outcome
+            }
         }
+    }
+
+    /// Restart recovery: a valid `.symphony/handoff.json` an earlier attempt left unrecorded
+    /// (the orchestrator was killed between the agent writing it and the tracker write) is
+    /// recorded now instead of running the agent again. A file no newer than the handoff the
+    /// record already holds was recorded before, and is removed. A malformed file is moved
+    /// aside as usual and the agent runs.
+    async fn unrecorded_handoff(
+        &mut self,
+        proofs: &AttemptProofs,
+        workspace: &Path,
+    ) -> Option<TurnsEnd> {
+        let file = workspace.join(handoff::HANDOFF_FILE);
+        let handoff = match handoff::read(workspace) {
+            Ok(Some(handoff)) => handoff,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error_kind = e.kind(), error = %e, "an earlier attempt's handoff file is rejected; the agent runs again");
+                match handoff::reject(workspace) {
+                    Ok(rejected) => self.keep_file(proofs, &rejected, "handoff.rejected.json"),
+                    Err(io) => {
+                        tracing::warn!(error = %io, "could not move the rejected handoff file aside")
+                    }
+                }
+                return None;
+            }
+        };
+        let record = match self.fetch_record().await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Some(left("<missing>")),
+            Err(outcome) => return Some(TurnsEnd::Done(outcome)),
+        };
+        if handoff::recorded_already(&file, &record) {
+            tracing::info!(path = %file.display(), "removing a handoff file that was recorded before");
+            let _ = std::fs::remove_file(&file);
+            return None;
+        }
+        tracing::info!(path = %file.display(), "recording the handoff an earlier attempt left in the workspace");
+        self.keep_file(proofs, &file, "handoff.json");
+        Some(TurnsEnd::HandedOff(HandoffVia::File, Some(handoff)))
     }
 
     async fn before_run_and_turns(
@@ -369,11 +433,9 @@ impl Worker {
         }
         match handoff::read(workspace) {
             Ok(Some(handoff)) => {
+                // Kept in the workspace until the tracker holds it (see `execute`).
                 let file = workspace.join(handoff::HANDOFF_FILE);
                 self.keep_file(proofs, &file, "handoff.json");
-                if let Err(e) = std::fs::remove_file(&file) {
-                    tracing::warn!(path = %file.display(), error = %e, "could not remove the recorded handoff file");
-                }
                 return Some(TurnsEnd::HandedOff(HandoffVia::File, Some(handoff)));
             }
             Ok(None) => {}

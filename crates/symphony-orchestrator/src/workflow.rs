@@ -283,6 +283,89 @@ pub(crate) fn yaml_error(path: &Path, error: &serde_yaml::Error) -> WorkflowErro
     }
 }
 
+/// Maps an error typing the front matter to a `workflow_parse_error` at the offending key:
+/// serde_yaml alone points at the start of the block holding it (`agent.max_turns: 0` would
+/// report `agent`'s first key), so the key path is tracked while deserializing and its line
+/// looked up in `yaml`. Falls back to [`yaml_error`] when the key is not found in block style.
+pub(crate) fn keyed_yaml_error(
+    path: &Path,
+    yaml: &str,
+    error: &serde_path_to_error::Error<serde_yaml::Error>,
+) -> WorkflowError {
+    let fallback = yaml_error(path, error.inner());
+    let keys: Option<Vec<String>> = error
+        .path()
+        .iter()
+        .map(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    let (
+        Some(keys),
+        WorkflowError::WorkflowParseError {
+            message,
+            line: at_line,
+            column: at_column,
+            ..
+        },
+    ) = (keys, &fallback)
+    else {
+        return fallback;
+    };
+    let Some((line, key_column)) = key_position(yaml, &keys).filter(|_| !keys.is_empty()) else {
+        return fallback;
+    };
+    let line = line + FRONT_MATTER_FIRST_LINE - 1;
+    // On the key's own line serde_yaml found the value itself (a wrong type): keep its column.
+    let column = if line == *at_line {
+        *at_column
+    } else {
+        key_column
+    };
+    let dotted = keys.join(".");
+    // serde_yaml prefixes the part of the path it tracked (`agent: `); the full one replaces it.
+    let fact = match message.split_once(": ") {
+        Some((prefix, rest)) if dotted.starts_with(prefix) && !prefix.contains(' ') => rest,
+        _ => message.as_str(),
+    };
+    WorkflowError::WorkflowParseError {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message: format!("{dotted}: {fact}"),
+    }
+}
+
+/// 1-based (line, column) in `yaml` of the block-style key path `keys` (`agent`, then
+/// `max_turns` indented under it); `None` when it is not written that way.
+fn key_position(yaml: &str, keys: &[String]) -> Option<(usize, usize)> {
+    let mut depth = 0;
+    let mut parent_indent: Option<usize> = None;
+    for (index, line) in yaml.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if parent_indent.is_some_and(|parent| indent <= parent) {
+            return None;
+        }
+        let key = keys.get(depth)?;
+        let named = trimmed
+            .strip_prefix(key.as_str())
+            .is_some_and(|rest| rest.trim_start().starts_with(':'));
+        if named {
+            if depth + 1 == keys.len() {
+                return Some((index + 1, indent + 1));
+            }
+            parent_indent = Some(indent);
+            depth += 1;
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

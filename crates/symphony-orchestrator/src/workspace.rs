@@ -8,7 +8,8 @@
 //!
 //! Policies: an existing non-directory at the workspace path is refused (never deleted); a symlink
 //! at the workspace path is refused whatever it points to; a workspace whose `after_create` hook
-//! fails is removed so the next attempt creates it afresh. `tmp` and `.elixir_ls` at the top of a
+//! fails is removed so the next attempt creates it afresh, and so is one whose `after_create`
+//! was cut off (a `.<key>.creating` marker beside it, [`CREATING_SUFFIX`]). `tmp` and `.elixir_ls` at the top of a
 //! workspace are removed on every preparation (SPEC §17.2).
 
 use std::io::ErrorKind;
@@ -21,6 +22,10 @@ use crate::hooks::{HookError, HookKind, HookOutcome, run_configured_hook};
 
 /// Longest sanitized identifier kept before the hash suffix takes over (bytes).
 pub const MAX_KEY_PREFIX: usize = 128;
+/// Suffix of `<root>/.<key>.creating`, which exists while a new workspace's `after_create`
+/// runs: a workspace found with it was cut off mid-creation (a killed orchestrator) and is
+/// created afresh instead of being used half-made.
+pub const CREATING_SUFFIX: &str = ".creating";
 /// Temporary artefacts removed from the top of a workspace during preparation (SPEC §17.2).
 pub const TEMPORARY_ARTEFACTS: &[&str] = &["tmp", ".elixir_ls"];
 
@@ -212,6 +217,7 @@ impl WorkspaceManager {
         let key = workspace_key(identifier)?;
         let root = self.created_root().await?;
         let path = root.join(&key);
+        let creating = root.join(format!(".{key}{CREATING_SUFFIX}"));
         let created_now = match tokio::fs::symlink_metadata(&path).await {
             Ok(meta) if meta.file_type().is_symlink() => {
                 return Err(outside_root(&path, &root).await);
@@ -219,6 +225,10 @@ impl WorkspaceManager {
             Ok(meta) if meta.is_dir() => false,
             Ok(_) => return Err(WorkspaceError::NotADirectory { path }),
             Err(e) if e.kind() == ErrorKind::NotFound => {
+                // Marked before the directory exists: a kill at any point after leaves the mark.
+                tokio::fs::write(&creating, b"")
+                    .await
+                    .map_err(|e| io_error(&creating, "mark the workspace as being created", &e))?;
                 match tokio::fs::create_dir(&path).await {
                     Ok(()) => true,
                     // Another preparation won the race; re-check what is there now.
@@ -231,6 +241,17 @@ impl WorkspaceManager {
             Err(e) => return Err(io_error(&path, "inspect the workspace path", &e)),
         };
         ensure_inside_root(&root, &path).await?;
+        let mut created_now = created_now;
+        if !created_now && creating.exists() {
+            tracing::warn!(path = %path.display(), "the workspace's creation was interrupted (after_create never finished); creating it afresh");
+            tokio::fs::remove_dir_all(&path)
+                .await
+                .map_err(|e| io_error(&path, "remove a half-created workspace", &e))?;
+            tokio::fs::create_dir(&path)
+                .await
+                .map_err(|e| io_error(&path, "create the workspace directory", &e))?;
+            created_now = true;
+        }
         remove_temporary_artefacts(&path).await?;
         let mut after_create = None;
         if created_now {
@@ -241,12 +262,16 @@ impl WorkspaceManager {
                 if let Err(e) = tokio::fs::remove_dir_all(&path).await {
                     tracing::warn!(path = %path.display(), error = %e, "could not remove the workspace after a failed after_create hook");
                 }
+                let _ = tokio::fs::remove_file(&creating).await;
                 return Err(WorkspaceError::AfterCreateFailed {
                     path,
                     error,
                     outcome: Box::new(outcome.clone()),
                 });
             }
+            tokio::fs::remove_file(&creating)
+                .await
+                .map_err(|e| io_error(&creating, "mark the workspace as created", &e))?;
         }
         Ok(PreparedWorkspace {
             workspace: Workspace {
@@ -360,6 +385,38 @@ async fn remove_temporary_artefacts(workspace: &Path) -> Result<(), WorkspaceErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_workspace_whose_after_create_was_cut_off_is_created_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = WorkspaceManager::new(dir.path());
+        let hooks = HooksConfig {
+            after_create: Some("echo made > made".into()),
+            before_run: None,
+            after_run: None,
+            before_remove: None,
+            timeout_ms: 10_000,
+        };
+        // What a kill during after_create leaves: the mark and a half-made directory.
+        std::fs::create_dir_all(dir.path().join("W-1/half")).unwrap();
+        std::fs::write(dir.path().join(".W-1.creating"), "").unwrap();
+        let prepared = manager.prepare("W-1", &hooks, &[]).await.unwrap();
+        assert!(prepared.workspace.created_now);
+        assert!(
+            !dir.path().join("W-1/half").exists(),
+            "half-made content removed"
+        );
+        assert!(
+            dir.path().join("W-1/made").exists(),
+            "after_create ran again"
+        );
+        assert!(!dir.path().join(".W-1.creating").exists());
+        // A finished workspace is reused as it is.
+        std::fs::write(dir.path().join("W-1/work"), "kept").unwrap();
+        let again = manager.prepare("W-1", &hooks, &[]).await.unwrap();
+        assert!(!again.workspace.created_now);
+        assert!(dir.path().join("W-1/work").exists());
+    }
 
     #[test]
     fn clean_identifiers_are_their_own_key() {

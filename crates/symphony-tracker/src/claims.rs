@@ -20,6 +20,11 @@
 //! - Nobody takes a live claim away: a live claim held by another node is refused, the
 //!   primary included (stealing would throw away a running agent's work).
 //! - Two live claims after a partition heals: the lower slot wins ([`reunion_winner`]).
+//! - A slate none of whose members is in the roster any more, whose holder is gone past its
+//!   TTL, is resharded over the roster ([`reshard_orphaned`]): a node that lost its key (a
+//!   new NodeId) or left for good would otherwise block its issues forever, since nobody
+//!   else holds a slot. The bound is one TTL: a stale claim, or an unclaimed record
+//!   untouched for a TTL. Every node computes the same new slate from the same roster.
 //!
 //! Node ids are the hex strings of the mesh's NodeIds; they are hashed as UTF-8 text.
 
@@ -134,6 +139,41 @@ pub fn decide(
     } else {
         ClaimDecision::Wait { until }
     }
+}
+
+/// The slate that replaces `frozen` when none of its members is in `roster` and its holder
+/// is gone past the TTL: `claim` is stale, or there is no claim and `last_activity` (the
+/// record's `updated_at`) is more than one TTL old. The new slate is [`freeze`] over
+/// `roster` with the old TTL and `created_view_epoch + 1`. `None` keeps `frozen` (a member
+/// is still in the roster, the holder may come back within its TTL, or the roster is
+/// empty).
+pub fn reshard_orphaned(
+    frozen: &Shard,
+    roster: &[&str],
+    issue_id: &str,
+    claim: Option<&Claim>,
+    last_activity: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Option<Shard> {
+    let member_in_roster = std::iter::once(&frozen.primary)
+        .chain(&frozen.backups)
+        .any(|member| roster.contains(&member.as_str()));
+    if member_in_roster {
+        return None;
+    }
+    let gone = match claim {
+        Some(claim) => is_stale(claim, frozen, now),
+        None => now - last_activity > ttl(frozen),
+    };
+    if !gone {
+        return None;
+    }
+    freeze(
+        roster,
+        issue_id,
+        frozen.claim_ttl_ms,
+        frozen.created_view_epoch.saturating_add(1),
+    )
 }
 
 /// Whether `claim`'s last heartbeat is older than the shard's TTL. A heartbeat that is not
@@ -261,6 +301,48 @@ mod tests {
         assert_eq!(
             decide(b2, &shard, Some(&held), at(0), at(220)),
             ClaimDecision::Grant { slot: 2 }
+        );
+    }
+
+    #[test]
+    fn a_slate_of_vanished_nodes_is_resharded_once_its_holder_is_past_the_ttl() {
+        let lost = freeze(&["n-lost"], "XSY-0001", 60_000, 0).unwrap();
+        let held = claim("n-lost", 0, 100);
+        let roster = ["n-new"];
+        // The holder may still come back within its TTL: nothing changes.
+        assert_eq!(
+            reshard_orphaned(&lost, &roster, "XSY-0001", Some(&held), at(0), at(150)),
+            None
+        );
+        let new = reshard_orphaned(&lost, &roster, "XSY-0001", Some(&held), at(0), at(161))
+            .expect("stale claim of a vanished node");
+        assert_eq!(new.primary, "n-new");
+        assert_eq!(new.created_view_epoch, 1);
+        assert_eq!(
+            decide("n-new", &new, Some(&held), at(0), at(161)),
+            ClaimDecision::Grant { slot: 0 }
+        );
+        // Unclaimed: the record must have been idle for a TTL.
+        assert_eq!(
+            reshard_orphaned(&lost, &roster, "XSY-0001", None, at(100), at(150)),
+            None
+        );
+        assert!(reshard_orphaned(&lost, &roster, "XSY-0001", None, at(100), at(161)).is_some());
+        // A member still in the roster keeps the slate, however stale its claim.
+        assert_eq!(
+            reshard_orphaned(
+                &lost,
+                &["n-lost", "n-new"],
+                "XSY-0001",
+                Some(&held),
+                at(0),
+                at(999)
+            ),
+            None
+        );
+        assert_eq!(
+            reshard_orphaned(&lost, &[], "XSY-0001", Some(&held), at(0), at(999)),
+            None
         );
     }
 

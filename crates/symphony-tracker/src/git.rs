@@ -5,15 +5,29 @@
 //! or bytes the caller computed — never the index: whatever else the user has staged stays
 //! staged and out of the commit. The index entries of the committed paths are then set to the
 //! committed blobs, so `git status` does not show the committed change as staged-but-different.
+//!
+//! A process killed in the middle of a commit leaves git's lock files behind
+//! (`refs/heads/<branch>.lock`, `index.lock`), and every later commit fails on them. So that
+//! a lock we left is known to be ours, a commit first writes its pid to
+//! `<git dir>/symphony-commit.pid` ([`COMMIT_MARKER`]) and removes it when done. The next
+//! commit that finds the marker of a process that is no longer alive removes those lock
+//! files and carries on; a lock file without our marker belongs to someone else, and the
+//! error names the file to remove. Callers hold the tracker lock, so no two symphony
+//! commits run at once in one repository.
 
 use std::path::{Path, PathBuf};
 
-use git2::{FileMode, IndexEntry, IndexTime, Oid, Repository, RepositoryState, Signature};
+use git2::{
+    ErrorCode, FileMode, IndexEntry, IndexTime, Oid, Repository, RepositoryState, Signature,
+};
 
 use crate::error::{Result, TrackerError};
 
 /// Author and committer used when git config has no `user.name`/`user.email`.
 pub const FALLBACK_SIGNATURE: (&str, &str) = ("Symphony", "symphony@localhost");
+
+/// The file in the git directory naming the pid of the symphony process committing now.
+pub const COMMIT_MARKER: &str = "symphony-commit.pid";
 
 /// One path of a [`commit_paths`] commit.
 #[derive(Debug, Clone, Copy)]
@@ -74,7 +88,88 @@ pub fn commit_paths(entries: &[Staged<'_>], message: &str) -> Result<String> {
     for entry in entries {
         collect(&repo, entry, &mut blobs)?;
     }
-    commit_blobs(&repo, &blobs, message).map_err(|e| git(e.message().to_string()))
+    recover_our_stale_locks(&repo);
+    let marker = repo.path().join(COMMIT_MARKER);
+    std::fs::write(&marker, format!("{}\n", std::process::id()))
+        .map_err(|e| TrackerError::io(&marker, e))?;
+    let committed = commit_blobs(&repo, &blobs, message);
+    if let Err(e) = std::fs::remove_file(&marker) {
+        tracing::warn!(path = %marker.display(), error = %e, "commit marker not removed");
+    }
+    committed.map_err(|e| git(describe(&repo, &e)))
+}
+
+/// Git's lock files a commit takes: the branch HEAD points to, HEAD itself, the index.
+fn commit_lock_files(repo: &Repository) -> Vec<PathBuf> {
+    let mut locks = vec![
+        repo.path().join("HEAD.lock"),
+        repo.path().join("index.lock"),
+    ];
+    if let Ok(head) = repo.find_reference("HEAD")
+        && let Ok(Some(target)) = head.symbolic_target()
+    {
+        locks.push(repo.commondir().join(format!("{target}.lock")));
+    }
+    locks
+}
+
+/// Removes the git lock files a killed symphony commit left: only when the commit marker
+/// names a process that is not alive (a live or unknown owner keeps its locks).
+fn recover_our_stale_locks(repo: &Repository) {
+    let marker = repo.path().join(COMMIT_MARKER);
+    let Ok(text) = std::fs::read_to_string(&marker) else {
+        return;
+    };
+    let owner = text.trim().parse::<i32>().ok();
+    let alive = owner
+        .filter(|&pid| pid != i32::try_from(std::process::id()).unwrap_or(0))
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|pid| {
+            // EPERM: the process exists under another user.
+            !matches!(
+                rustix::process::test_kill_process(pid),
+                Err(rustix::io::Errno::SRCH)
+            )
+        });
+    if alive {
+        return;
+    }
+    for lock in commit_lock_files(repo) {
+        match std::fs::remove_file(&lock) {
+            Ok(()) => tracing::warn!(
+                path = %lock.display(),
+                pid = ?owner,
+                "removed a git lock file left by a killed symphony commit"
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %lock.display(), error = %e, "stale git lock file not removed")
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&marker);
+}
+
+/// libgit2's message, and for a lock held by someone else, which file to remove.
+fn describe(repo: &Repository, error: &git2::Error) -> String {
+    if error.code() != ErrorCode::Locked {
+        return error.message().to_string();
+    }
+    let held: Vec<String> = commit_lock_files(repo)
+        .into_iter()
+        .filter(|lock| lock.exists())
+        .map(|lock| lock.display().to_string())
+        .collect();
+    match held.as_slice() {
+        [] => error.message().to_string(),
+        files => format!(
+            "{}: {} exists; another git process is using the repository, or one was killed \
+             mid-commit. If no git process is running in this repository, remove {}",
+            error.message(),
+            files.join(" and "),
+            files.join(" "),
+        ),
+    }
 }
 
 /// The content of `path` in HEAD's tree; `None` on an unborn branch or when HEAD has no

@@ -320,18 +320,21 @@ pub fn handoff(
 
 /// Asks to claim `id` for `node` at `now` under the sharded TTL rules ([`claims::decide`]).
 ///
-/// The record's frozen `shard` is used; a record without one gets `slate` frozen onto it
-/// (design.md: the slate is frozen when a node first sees the issue). On
+/// The record's frozen `shard` is used; a record without one gets the slate of `roster`
+/// frozen onto it with `claim_ttl_ms` (design.md: the slate is frozen when a node first sees
+/// the issue). A frozen slate none of whose members is in `roster`, whose holder is gone past
+/// its TTL, is replaced by the roster's ([`claims::reshard_orphaned`]). On
 /// [`ClaimDecision::Grant`] the claim is written (`claimed_at` kept when the node re-claims)
 /// and an issue in the initial state moves to the working state (`todo → in_progress`).
 ///
 /// Errors: [`TrackerError::NotFound`]; [`TrackerError::Rejected`] when the issue is not in
-/// an active state, or has no shard and `slate` is `None`, or its shard/claim is malformed.
+/// an active state, or has no shard and `roster` is empty, or its shard/claim is malformed.
 pub fn claim(
     tx: &mut Transaction<'_>,
     id: &str,
     node: &str,
-    slate: Option<&Shard>,
+    roster: &[&str],
+    claim_ttl_ms: u64,
     states: &StateConfig,
     now: OffsetDateTime,
 ) -> Result<ClaimDecision> {
@@ -344,17 +347,29 @@ pub fn claim(
         ));
     }
     let frozen = typed_field::<Shard>(record, "shard", id)?;
-    let shard = match (frozen, slate) {
-        (Some(shard), _) => shard,
-        (None, Some(slate)) => slate.clone(),
-        (None, None) => return Err(rejected(id, "the issue has no shard slate".into())),
-    };
     let current = typed_field::<Claim>(record, "claim", id)?;
     let last_activity = record
         .get("updated_at")
         .and_then(Value::as_str)
         .and_then(|t| parse_timestamp(t).ok())
         .unwrap_or(now);
+    let resharded = frozen.as_ref().and_then(|frozen| {
+        claims::reshard_orphaned(frozen, roster, id, current.as_ref(), last_activity, now)
+    });
+    if let (Some(old), Some(new)) = (&frozen, &resharded) {
+        tracing::warn!(
+            issue_id = %id,
+            previous_primary = %old.primary,
+            primary = %new.primary,
+            "shard slate resharded: none of its nodes is in the roster and its holder is past the TTL"
+        );
+    }
+    let write_shard = frozen.is_none() || resharded.is_some();
+    let shard = match resharded.or(frozen) {
+        Some(shard) => shard,
+        None => claims::freeze(roster, id, claim_ttl_ms, 0)
+            .ok_or_else(|| rejected(id, "the issue has no shard slate".into()))?,
+    };
     let decision = claims::decide(node, &shard, current.as_ref(), last_activity, now);
     let working = states.working().to_string();
     let initial = states.initial().to_string();
@@ -380,7 +395,7 @@ pub fn claim(
     let now_text = format_timestamp(now);
     tx.modify(id, |record| {
         let before = record.clone();
-        if !record.get("shard").is_some_and(Value::is_object) {
+        if write_shard {
             record.insert("shard".into(), shard_value);
         }
         if let Some(claim) = claim_value {
@@ -887,12 +902,13 @@ mod tests {
     fn claims_freeze_the_slate_grant_the_primary_and_heartbeat_without_bumping_updated_at() {
         let (_dir, store) = store_with(COMPACT);
         let states = StateConfig::default();
-        let slate = claims::freeze(&["n-a", "n-b", "n-c"], "XSY-0011", 60_000, 1).unwrap();
+        let roster = ["n-a", "n-b", "n-c"];
+        let slate = claims::freeze(&roster, "XSY-0011", 60_000, 0).unwrap();
         let (primary, backup) = (slate.primary.clone(), slate.backups[0].clone());
         // XSY-0011 was last updated at 2026-04-28T00:00:00Z: backup 1's turn comes a TTL later.
         let t0 = at("2026-04-28T00:00:10Z");
         let (decision, _) = store
-            .transact(|tx| claim(tx, "XSY-0011", &backup, Some(&slate), &states, t0))
+            .transact(|tx| claim(tx, "XSY-0011", &backup, &roster, 60_000, &states, t0))
             .unwrap();
         assert!(
             matches!(decision, ClaimDecision::Wait { .. }),
@@ -903,7 +919,7 @@ mod tests {
             "slate frozen"
         );
         let (decision, _) = store
-            .transact(|tx| claim(tx, "XSY-0011", &primary, None, &states, t0))
+            .transact(|tx| claim(tx, "XSY-0011", &primary, &roster, 60_000, &states, t0))
             .unwrap();
         assert_eq!(decision, ClaimDecision::Grant { slot: 0 });
         assert_eq!(field(&store, "XSY-0011", "state"), "in_progress");

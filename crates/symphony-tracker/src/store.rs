@@ -133,6 +133,22 @@ impl Store {
         &self,
         edit: impl FnOnce(&mut Transaction<'_>) -> Result<T>,
     ) -> Result<(T, WriteReport)> {
+        let (value, report, ()) = self.transact_then(edit, |_, _| ())?;
+        Ok((value, report))
+    }
+
+    /// [`Store::transact`], then `then` with the edit's value and the report while the
+    /// exclusive lock is still held — so a `--commit` of the written file is serialized with
+    /// every other writer's write and commit (two writers never race on the branch tip, and
+    /// each commit holds every change written before it). `then`'s result is returned beside
+    /// the write's; it runs only when the write succeeded (written or not).
+    ///
+    /// Errors: as [`Store::transact`]; `then`'s own failure is in its result.
+    pub fn transact_then<T, C>(
+        &self,
+        edit: impl FnOnce(&mut Transaction<'_>) -> Result<T>,
+        then: impl FnOnce(&T, &WriteReport) -> C,
+    ) -> Result<(T, WriteReport, C)> {
         let _lock = TrackerLock::exclusive(&self.state_dir, self.options.lock_timeout)?;
         durable::recover(&self.path, &self.state_dir)?;
         let document = match index::load(&self.state_dir, &self.path) {
@@ -146,7 +162,19 @@ impl Store {
         let mut transaction = Transaction::new(&document);
         let value = edit(&mut transaction)?;
         let report = transaction.write(&self.state_dir)?;
-        Ok((value, report))
+        let after = then(&value, &report);
+        Ok((value, report, after))
+    }
+
+    /// Runs `f` over the current file under the exclusive lock without writing it: for work
+    /// that must not interleave with writers, such as committing one record of the file.
+    ///
+    /// Errors: lock timeouts, everything [`Document::read`] reports, and `f`'s error.
+    pub fn exclusive<T>(&self, f: impl FnOnce(&Document) -> Result<T>) -> Result<T> {
+        let _lock = TrackerLock::exclusive(&self.state_dir, self.options.lock_timeout)?;
+        durable::recover(&self.path, &self.state_dir)?;
+        let document = Document::read(&self.path, self.options.max_record_bytes)?;
+        f(&document)
     }
 }
 

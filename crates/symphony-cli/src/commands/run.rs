@@ -161,6 +161,12 @@ fn err(line: &str) {
 fn print_summary(summary: &RunSummary) {
     if summary.attempts.is_empty() {
         out("symphony run --once: no issue was ready to dispatch");
+        for blocked in &summary.unclaimable {
+            out(&format!(
+                "  {} is ready but not claimable by this node: {}",
+                blocked.issue_identifier, blocked.reason
+            ));
+        }
         return;
     }
     let rows: Vec<[String; 5]> = summary

@@ -17,7 +17,7 @@ pub use preflight::{PreflightError, SUPPORTED_TRACKER_KIND, preflight, preflight
 pub use resolve::{EnvLookup, Secret, process_env};
 
 use crate::runner::presets;
-use crate::workflow::{WorkflowDefinition, WorkflowError, yaml_error};
+use crate::workflow::{WorkflowDefinition, WorkflowError, keyed_yaml_error};
 use raw::{RawCodex, RawFrontMatter, RawRunner, RawTracker};
 use resolve::{PathValue, resolve_path, resolve_secret};
 
@@ -268,7 +268,8 @@ impl ServiceConfig {
         let raw: RawFrontMatter = if yaml.trim().is_empty() || definition.config.is_empty() {
             RawFrontMatter::default()
         } else {
-            serde_yaml::from_str(yaml).map_err(|e| yaml_error(&definition.path, &e))?
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(yaml))
+                .map_err(|e| keyed_yaml_error(&definition.path, yaml, &e))?
         };
         let dir = definition.dir();
         let hooks = raw.hooks.unwrap_or_default();
@@ -611,6 +612,30 @@ mod tests {
                 .contains("expected a positive integer, found 0"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_out_of_range_value_names_its_key_and_points_at_its_own_line() {
+        // Issue 8: `agent.max_turns: 0` used to report `agent` at max_concurrent_agents' line.
+        let text = "---\ntracker:\n  kind: git_issues\nagent:\n  max_concurrent_agents: 2\n\n  # turns\n  max_turns: 0\n---\n";
+        let err = parse_workflow(Path::new("/r/WORKFLOW.md"), text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/r/WORKFLOW.md:8:3: agent.max_turns: expected a positive integer, found 0"
+        );
+        // The block's first key: serde_yaml's line, and the key named all the same.
+        let first = "---\nagent:\n  max_turns: 0\n  max_concurrent_agents: 2\n---\n";
+        let err = parse_workflow(Path::new("/r/WORKFLOW.md"), first).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/r/WORKFLOW.md:3:3: agent.max_turns: expected a positive"),
+            "{err}"
+        );
+        // A key that is not in block style falls back to serde_yaml's position.
+        let flow = "---\nagent: {max_concurrent_agents: 2, max_turns: 0}\n---\n";
+        let err = parse_workflow(Path::new("/r/WORKFLOW.md"), flow).unwrap_err();
+        assert!(err.to_string().starts_with("/r/WORKFLOW.md:2:"), "{err}");
+        assert!(err.to_string().contains("found 0"), "{err}");
     }
 
     #[test]

@@ -20,17 +20,15 @@ pub struct Args {
 /// Closes the issue.
 pub fn run(tracker: &Tracker, args: Args) -> anyhow::Result<()> {
     let states = &tracker.settings.states;
-    let (_, report) = tracker
-        .store
-        .transact(|tx| ops::close(tx, &args.id, args.state.as_deref(), states))?;
     let state = args
         .state
         .as_deref()
         .or(states.terminal.first().map(String::as_str))
         .unwrap_or("closed");
-    args.commit.apply(
+    args.commit.transact(
         tracker,
-        &report,
-        &format!("issues: close {} as {state}", args.id),
-    )
+        |tx| ops::close(tx, &args.id, args.state.as_deref(), states),
+        |_| format!("issues: close {} as {state}", args.id),
+    )?;
+    Ok(())
 }

@@ -64,13 +64,10 @@ pub fn run(tracker: &Tracker, args: Args) -> anyhow::Result<()> {
     };
     let settings = &tracker.settings;
     let now = OffsetDateTime::now_utc();
-    let (id, report) = tracker
-        .store
-        .transact(|tx| ops::create(tx, &issue, &settings.ids, &settings.states, now))?;
-    args.commit.apply(
+    let id = args.commit.transact(
         tracker,
-        &report,
-        &format!("issues: create {id}: {}", issue.title),
+        |tx| ops::create(tx, &issue, &settings.ids, &settings.states, now),
+        |id| format!("issues: create {id}: {}", issue.title),
     )?;
     writeln!(std::io::stdout().lock(), "{id}")?;
     Ok(())

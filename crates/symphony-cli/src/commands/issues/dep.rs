@@ -33,17 +33,21 @@ pub fn run(tracker: &Tracker, command: Command) -> anyhow::Result<()> {
         Command::Add(args) => (args, true),
         Command::Rm(args) => (args, false),
     };
-    let (_, report) = tracker.store.transact(|tx| {
-        if add {
-            ops::dep_add(tx, &args.id, &args.blocker)
-        } else {
-            ops::dep_rm(tx, &args.id, &args.blocker)
-        }
-    })?;
     let message = if add {
         format!("issues: {} blocked by {}", args.id, args.blocker)
     } else {
         format!("issues: {} no longer blocked by {}", args.id, args.blocker)
     };
-    args.commit.apply(tracker, &report, &message)
+    args.commit.transact(
+        tracker,
+        |tx| {
+            if add {
+                ops::dep_add(tx, &args.id, &args.blocker)
+            } else {
+                ops::dep_rm(tx, &args.id, &args.blocker)
+            }
+        },
+        |_| message,
+    )?;
+    Ok(())
 }

@@ -90,11 +90,13 @@ pub fn run(tracker: &Tracker, args: Args) -> anyhow::Result<()> {
     }
     let states = &tracker.settings.states;
     let now = OffsetDateTime::now_utc();
-    let (_, report) = tracker
-        .store
-        .transact(|tx| ops::handoff(tx, &args.id, &handoff, states, now))?;
     let message = format!("issues: handoff {} to {}", args.id, states.handoff());
-    args.commit.apply(tracker, &report, &message)
+    args.commit.transact(
+        tracker,
+        |tx| ops::handoff(tx, &args.id, &handoff, states, now),
+        |_| message,
+    )?;
+    Ok(())
 }
 
 fn read_handoff(path: &std::path::Path) -> anyhow::Result<Handoff> {

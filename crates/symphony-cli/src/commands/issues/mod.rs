@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Subcommand;
 use symphony_tracker::heads::Heads;
-use symphony_tracker::{Document, Store, WriteReport, git, ids};
+use symphony_tracker::{Document, Store, Transaction, git, ids};
 
 use super::Outcome;
 use crate::workflow_tracker::{self, TrackerSettings};
@@ -88,18 +88,28 @@ pub struct CommitArg {
 }
 
 impl CommitArg {
-    /// Commits the file with `message` when asked and when the write changed it.
-    pub fn apply(
+    /// Runs `edit` as one transaction and, when asked and the write changed the file,
+    /// commits the file with `message(value)` while the tracker lock is still held: parallel
+    /// writers with `--commit` take turns on the branch tip instead of racing for it, and
+    /// every commit holds the changes written before it. Exit 0 therefore means committed.
+    pub fn transact<T>(
         &self,
         tracker: &Tracker,
-        report: &WriteReport,
-        message: &str,
-    ) -> anyhow::Result<()> {
-        if self.commit && report.written {
-            git::commit_file(tracker.store.path(), message)
-                .with_context(|| format!("the change is written but not committed ({message})"))?;
-        }
-        Ok(())
+        edit: impl FnOnce(&mut Transaction<'_>) -> symphony_tracker::Result<T>,
+        message: impl FnOnce(&T) -> String,
+    ) -> anyhow::Result<T> {
+        let path = tracker.store.path();
+        let (value, _, committed) = tracker.store.transact_then(edit, |value, report| {
+            let message = message(value);
+            if !(self.commit && report.written) {
+                return Ok(());
+            }
+            git::commit_file(path, &message)
+                .map(drop)
+                .with_context(|| format!("the change is written but not committed ({message})"))
+        })?;
+        committed?;
+        Ok(value)
     }
 }
 

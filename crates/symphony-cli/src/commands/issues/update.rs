@@ -74,9 +74,10 @@ pub fn run(tracker: &Tracker, args: Args) -> anyhow::Result<()> {
         remove_labels: args.remove_labels,
     };
     let states = &tracker.settings.states;
-    let (changed, report) = tracker
-        .store
-        .transact(|tx| ops::update(tx, &args.id, &change, states))?;
-    let message = format!("issues: update {} ({})", args.id, changed.join(", "));
-    args.commit.apply(tracker, &report, &message)
+    args.commit.transact(
+        tracker,
+        |tx| ops::update(tx, &args.id, &change, states),
+        |changed| format!("issues: update {} ({})", args.id, changed.join(", ")),
+    )?;
+    Ok(())
 }
