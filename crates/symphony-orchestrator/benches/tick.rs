@@ -111,9 +111,9 @@ fn tick_cost(issues: &Path) {
         let found = tracker
             .fetch_candidate_issues(&s, OffsetDateTime::now_utc())
             .unwrap();
-        let chosen = scheduler.select(&found);
+        let chosen = scheduler.select(&found.candidates);
         fetch.push(started.elapsed());
-        candidates = found.len();
+        candidates = found.candidates.len();
         assert_eq!(chosen.len(), 10);
     }
     println!(

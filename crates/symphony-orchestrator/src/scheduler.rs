@@ -31,6 +31,9 @@ pub struct Candidate {
     pub identifier: String,
     /// Current tracker state.
     pub state: String,
+    /// SPEC §4.1.1 `dispatchable`, derived by the tracker adapter: `false` candidates are
+    /// never dispatched.
+    pub dispatchable: bool,
 }
 
 /// Token counts as reported by agents (SPEC §13.5).
@@ -268,7 +271,7 @@ impl Scheduler {
             if slots == 0 {
                 break;
             }
-            if self.claimed.contains(&candidate.id) {
+            if !candidate.dispatchable || self.claimed.contains(&candidate.id) {
                 continue;
             }
             let key = candidate.state.trim().to_ascii_lowercase();
@@ -570,6 +573,7 @@ mod tests {
             id: id.into(),
             identifier: id.into(),
             state: state.into(),
+            dispatchable: true,
         }
     }
 
@@ -579,6 +583,18 @@ mod tests {
         let delays: Vec<u64> = (1..=7).map(|a| failure_backoff(a, cap).as_secs()).collect();
         assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(failure_backoff(40, cap), cap);
+    }
+
+    #[test]
+    fn spec_17_4_dispatchable_false_issues_are_not_eligible() {
+        let s = Scheduler::new(limits(3, &[]));
+        let blocked = Candidate {
+            dispatchable: false,
+            ..candidate("A", "todo")
+        };
+        let cands = [blocked, candidate("B", "todo")];
+        let ids: Vec<&str> = s.select(&cands).iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["B"]);
     }
 
     #[test]

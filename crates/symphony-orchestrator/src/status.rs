@@ -11,6 +11,7 @@ use symphony_tracker::model::format_timestamp;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+use crate::git_issues::RecordFinding;
 use crate::runner::AgentEvent;
 use crate::scheduler::{Retry, RetryKind, Running, Scheduler, Tokens};
 
@@ -68,7 +69,8 @@ impl TokenTotals {
     }
 }
 
-/// `GET /api/v1/state` (SPEC §13.7.2 shape plus `node`, `workflow`, `recent_attempts`).
+/// `GET /api/v1/state` (SPEC §13.7.2 shape plus `node`, `workflow`, `tracker`,
+/// `recent_attempts`).
 #[derive(Debug, Clone, Serialize)]
 pub struct StateSnapshot {
     /// When the snapshot was taken.
@@ -87,6 +89,8 @@ pub struct StateSnapshot {
     pub rate_limits: Option<serde_json::Value>,
     /// Workflow health: path, last reload error, last preflight error.
     pub workflow: WorkflowHealth,
+    /// Tracker health: the last candidate fetch's error and findings.
+    pub tracker: TrackerHealth,
     /// The latest ended attempts, newest first.
     pub recent_attempts: Vec<AttemptRow>,
 }
@@ -155,6 +159,18 @@ pub struct WorkflowHealth {
     pub reload_error: Option<String>,
     /// Why the last tick skipped dispatch, if it did.
     pub preflight_error: Option<String>,
+}
+
+/// What the last candidate fetch saw of the issues file.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TrackerHealth {
+    /// The issues file.
+    pub path: String,
+    /// Why the last candidate fetch failed (no dispatch that tick), if it did.
+    pub fetch_error: Option<String>,
+    /// Records the last successful fetch left out or read with a fallback, with their lines
+    /// (`RecordFinding`: `line`, `issue_id`, `omitted`, `message`).
+    pub findings: Vec<RecordFinding>,
 }
 
 /// One ended attempt.
@@ -341,6 +357,8 @@ pub struct StatusView<'a> {
     pub rate_limits: Option<&'a serde_json::Value>,
     /// Workflow health.
     pub workflow: WorkflowHealth,
+    /// Tracker health.
+    pub tracker: &'a TrackerHealth,
 }
 
 impl StatusView<'_> {
@@ -372,6 +390,7 @@ impl StatusView<'_> {
             codex_totals: TokenTotals::of(tokens, Some(runtime.as_secs_f64())),
             rate_limits: self.rate_limits.cloned(),
             workflow: self.workflow.clone(),
+            tracker: self.tracker.clone(),
             recent_attempts: self
                 .recent
                 .iter()
@@ -459,6 +478,7 @@ mod tests {
             id: id.into(),
             identifier: format!("{id}-ident"),
             state: "in_progress".into(),
+            dispatchable: true,
         };
         scheduler.dispatched(&candidate("A"), None, t0);
         scheduler.dispatched(&candidate("B"), None, t0);
@@ -501,6 +521,7 @@ mod tests {
                 reload_error: None,
                 preflight_error: None,
             },
+            tracker: &TrackerHealth::default(),
         };
         let snapshot = serde_json::to_value(view.snapshot(t0 + Duration::from_secs(2))).unwrap();
         assert_eq!(

@@ -8,8 +8,9 @@
 //!
 //! Policies: an existing non-directory at the workspace path is refused (never deleted); a symlink
 //! at the workspace path is refused whatever it points to; a workspace whose `after_create` hook
-//! fails is removed so the next attempt creates it afresh. `tmp` and `.elixir_ls` at the top of a
-//! workspace are removed on every preparation (SPEC §17.2).
+//! fails is removed so the next attempt creates it afresh. A reused workspace is left exactly as the
+//! last attempt left it: the current SPEC (1f3219b, §9.2) no longer removes `tmp/` or
+//! `.elixir_ls/`, and a repository may track a `tmp/` directory.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,6 @@ use crate::hooks::{HookError, HookKind, HookOutcome, run_configured_hook};
 
 /// Longest sanitized identifier kept before the hash suffix takes over (bytes).
 pub const MAX_KEY_PREFIX: usize = 128;
-/// Temporary artefacts removed from the top of a workspace during preparation (SPEC §17.2).
-pub const TEMPORARY_ARTEFACTS: &[&str] = &["tmp", ".elixir_ls"];
 
 /// A workspace failure. [`WorkspaceError::kind`] gives the stable class.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -231,7 +230,6 @@ impl WorkspaceManager {
             Err(e) => return Err(io_error(&path, "inspect the workspace path", &e)),
         };
         ensure_inside_root(&root, &path).await?;
-        remove_temporary_artefacts(&path).await?;
         let mut after_create = None;
         if created_now {
             after_create = run_configured_hook(HookKind::AfterCreate, hooks, &path, env).await;
@@ -339,22 +337,6 @@ pub async fn ensure_inside_root(root: &Path, path: &Path) -> Result<PathBuf, Wor
         return Err(WorkspaceError::NotADirectory { path: resolved });
     }
     Ok(root)
-}
-
-async fn remove_temporary_artefacts(workspace: &Path) -> Result<(), WorkspaceError> {
-    for name in TEMPORARY_ARTEFACTS {
-        let path = workspace.join(name);
-        let removed = match tokio::fs::symlink_metadata(&path).await {
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => Err(e),
-            Ok(meta) if meta.is_dir() => tokio::fs::remove_dir_all(&path).await,
-            // Files and symlinks: remove the entry itself, never a symlink's target.
-            Ok(_) => tokio::fs::remove_file(&path).await,
-        };
-        removed.map_err(|e| io_error(&path, "remove a temporary artefact", &e))?;
-        tracing::debug!(path = %path.display(), "removed temporary workspace artefact");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -600,9 +600,8 @@ mod tests {
         let report = validate(&text);
         let rendered = rendered(&report);
         assert!(
-            rendered[0].starts_with(
-                "issues.jsonl:1: /blocked_by/0: bare id \"A-2\" is read as the ref"
-            ),
+            rendered[0]
+                .starts_with("issues.jsonl:1: /blocked_by/0: bare id \"A-2\" is read as the ref"),
             "{rendered:?}"
         );
         assert!(
