@@ -251,6 +251,36 @@ fn spec_17_4_normal_exit_schedules_a_short_continuation_retry_attempt_1() {
 }
 
 #[test]
+fn spec_8_4_a_due_retry_that_finds_its_issue_terminal_removes_the_workspace() {
+    let repo = Repo::new(
+        &issues_text(&[IssueSpec::todo("T-1")]),
+        &front("true", "agent:\n  max_turns: 1"),
+    );
+    let daemon = Daemon::start(&repo, &[]);
+    wait_for(LIMIT, "a continuation retry", || retry_row(&daemon, "T-1"));
+    let workspace = repo.path("workspaces/T-1");
+    assert!(workspace.is_dir());
+    // Closed by a human while the retry waits (1 s): no worker runs, so only the retry
+    // path can clean the workspace (SPEC §8.4 / §16.6 on_retry_timer).
+    human_sets_state(&repo, "T-1", "done");
+    wait_for(LIMIT, "the retry to be released", || {
+        retry_row(&daemon, "T-1").is_none().then_some(())
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "the workspace to be removed",
+        || (!workspace.exists()).then_some(()),
+    );
+    let (status, logs) = daemon.stop();
+    assert_eq!(status.code(), Some(0));
+    assert!(logs.contains("retry released"), "{logs}");
+    assert!(
+        logs.contains("workspace of a terminal issue cleaned"),
+        "{logs}"
+    );
+}
+
+#[test]
 fn spec_17_4_agent_crash_retries_with_10s_based_backoff_and_keeps_its_output() {
     let crash = "echo boom-on-stderr >&2; exit 3";
     let repo = Repo::new(&issues_text(&[IssueSpec::todo("X-1")]), &front(crash, ""));

@@ -163,7 +163,7 @@ impl GitIssues {
         findings.extend(
             heads
                 .iter()
-                .flat_map(|head| fallbacks(head, &settings.states)),
+                .flat_map(|head| fallbacks(self.path(), head, &settings.states)),
         );
         findings.sort_by_key(|finding| finding.line);
         let mut active: Vec<_> = heads
@@ -562,14 +562,14 @@ pub struct RecordFinding {
 
 /// Records of `head` read with a fallback: bare-id blockers, an unknown state, a priority
 /// outside 0–4.
-fn fallbacks(head: HeadRef<'_>, states: &StateConfig) -> Vec<RecordFinding> {
+fn fallbacks(path: &Path, head: HeadRef<'_>, states: &StateConfig) -> Vec<RecordFinding> {
     let mut found = Vec::new();
     let mut note = |message: String| {
         found.push(RecordFinding {
             line: head.line(),
             issue_id: Some(head.id().to_string()),
             omitted: false,
-            message,
+            message: format!("{}:{}: {message}", path.display(), head.line()),
         });
     };
     if head.has_bare_blocker() {
