@@ -417,6 +417,31 @@ fn spec_17_4_slot_exhaustion_requeues_retries_with_the_reason() {
 }
 
 #[test]
+fn spec_13_3_snapshot_rate_limits_are_the_latest_payload_the_agent_reported() {
+    let fake = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/symphony-orchestrator/tests/fixtures/agents/fake_app_server.py");
+    let repo = Repo::new(
+        &issues_text(&[IssueSpec::todo("R-1")]),
+        &workflow(&format!(
+            "polling:\n  interval_ms: 100\nworkspace:\n  root: workspaces\nagent:\n  max_turns: 1\nrunner:\n  kind: codex\n  command: python3 '{}' normal record.jsonl",
+            fake.display()
+        )),
+    );
+    let daemon = Daemon::start(&repo, &[]);
+    let state = wait_for(LIMIT, "rate limits in the snapshot", || {
+        let state = daemon.state();
+        (!state["rate_limits"].is_null()).then_some(state)
+    });
+    assert_eq!(
+        state["rate_limits"],
+        serde_json::json!({"primary": {"usedPercent": 12.5, "windowDurationMins": 300}, "secondary": null})
+    );
+    assert!(state["codex_totals"]["total_tokens"].as_u64().unwrap() >= 150);
+    let (status, _) = daemon.stop();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
 fn spec_17_4_snapshot_api_returns_rows_totals_and_json_errors() {
     let repo = Repo::new(&issues_text(&[IssueSpec::todo("R-1")]), &front(BUSY, ""));
     let daemon = Daemon::start(&repo, &[]);
@@ -436,7 +461,11 @@ fn spec_17_4_snapshot_api_returns_rows_totals_and_json_errors() {
     assert_eq!(row["last_message"], "working");
     assert!(row["tokens"]["total_tokens"].is_u64());
     assert!(state["codex_totals"]["seconds_running"].as_f64().unwrap() > 0.0);
-    assert!(state.as_object().unwrap().contains_key("rate_limits"));
+    assert_eq!(
+        state["rate_limits"],
+        Value::Null,
+        "a shell agent reports none"
+    );
     assert!(state["retrying"].as_array().unwrap().is_empty());
 
     let (status, detail) = daemon.get("/api/v1/R-1");
