@@ -536,6 +536,33 @@ fn link_proofs(tx: &mut Transaction<'_>, id: &str, proofs_dir: &str) -> Result<(
     }
 }
 
+/// The SPEC §11.4 category of a tracker error (the adapter profile in `docs/orchestrator.md`
+/// lists the mapping): an unreadable file or a timed-out lock is `tracker_request` (the
+/// transport of a file tracker), a file damaged as a whole or a malformed requested record is
+/// `tracker_response`, a refused write or an absent id is `tracker_status`, a failed commit
+/// is `tracker_request`, an unusable schema or a missing id prefix is `invalid_tracker_config`.
+/// `tracker_pagination` and `tracker_rate_limited` cannot occur (one
+/// local file, no pages, no quota).
+pub fn error_category(error: &TrackerError) -> &'static str {
+    match error {
+        TrackerError::Io { .. }
+        | TrackerError::Missing { .. }
+        | TrackerError::LockTimeout { .. }
+        | TrackerError::ConcurrentModification { .. }
+        | TrackerError::Git { .. } => "tracker_request",
+        TrackerError::InvalidUtf8 { .. }
+        | TrackerError::Json { .. }
+        | TrackerError::Record { .. }
+        | TrackerError::RecordTooLarge { .. }
+        | TrackerError::ConflictMarkers { .. }
+        | TrackerError::ByteOrderMark { .. }
+        | TrackerError::DuplicateId { .. }
+        | TrackerError::WouldDropRecords { .. } => "tracker_response",
+        TrackerError::NotFound { .. } | TrackerError::Rejected { .. } => "tracker_status",
+        TrackerError::Schema { .. } | TrackerError::NoIdPrefix => "invalid_tracker_config",
+    }
+}
+
 /// What a candidate fetch found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CandidateFetch {
@@ -820,6 +847,23 @@ mod tests {
                 .is_empty()
         );
         assert!(missing.fetch_issues_by_ids(&settings(), &ids, now).is_err());
+    }
+
+    #[test]
+    fn spec_11_4_tracker_errors_map_to_the_spec_categories() {
+        let path = std::path::PathBuf::from("f");
+        let missing = TrackerError::Missing { path: path.clone() };
+        assert_eq!(error_category(&missing), "tracker_request");
+        let bom = TrackerError::ByteOrderMark {
+            path: path.clone(),
+            line: 1,
+        };
+        assert_eq!(error_category(&bom), "tracker_response");
+        let absent = TrackerError::NotFound {
+            path,
+            id: "A-1".into(),
+        };
+        assert_eq!(error_category(&absent), "tracker_status");
     }
 
     #[test]

@@ -604,7 +604,7 @@ impl Actor {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "reconciliation: tracker states not readable; workers keep running");
+                tracing::warn!(error_kind = crate::git_issues::error_category(&e), error = %e, "reconciliation: tracker states not readable; workers keep running");
             }
         }
     }
@@ -682,7 +682,7 @@ impl Actor {
         let candidates = match self.fetch_candidates().await {
             Ok(candidates) => candidates,
             Err(e) => {
-                tracing::warn!(error = %e, "candidate fetch failed; no dispatch this tick");
+                tracing::warn!(error_kind = crate::git_issues::error_category(&e), error = %e, "candidate fetch failed; no dispatch this tick");
                 return;
             }
         };
@@ -889,7 +889,6 @@ impl Actor {
                 output_tokens: u.output,
                 total_tokens: u.total,
             }),
-            absolute: true,
         };
         self.scheduler
             .agent_event(&event.issue_id, update, std::time::Instant::now());

@@ -308,8 +308,9 @@ impl Scheduler {
         );
     }
 
-    /// Records an agent event for a running issue; `absolute` usage is a thread total whose
-    /// growth is added to the aggregate, otherwise usage is a delta (SPEC §13.5).
+    /// Records an agent event for a running issue. Usage is the session's absolute total (what
+    /// every runner reports, `runner::TokenUsage`): its growth since the last report is added
+    /// to the run and the aggregate, so repeated reports count once (SPEC §13.5).
     pub fn agent_event(&mut self, id: &str, event: AgentUpdate, now: Instant) {
         let Some(run) = self.running.get_mut(id) else {
             return;
@@ -324,23 +325,18 @@ impl Scheduler {
         run.last_event = Some(event.name);
         run.last_message = event.message.or(run.last_message.take());
         if let Some(usage) = event.usage {
-            let delta = if event.absolute {
-                let d = Tokens {
-                    input_tokens: usage
-                        .input_tokens
-                        .saturating_sub(run.last_reported.input_tokens),
-                    output_tokens: usage
-                        .output_tokens
-                        .saturating_sub(run.last_reported.output_tokens),
-                    total_tokens: usage
-                        .total_tokens
-                        .saturating_sub(run.last_reported.total_tokens),
-                };
-                run.last_reported = usage;
-                d
-            } else {
-                usage
+            let delta = Tokens {
+                input_tokens: usage
+                    .input_tokens
+                    .saturating_sub(run.last_reported.input_tokens),
+                output_tokens: usage
+                    .output_tokens
+                    .saturating_sub(run.last_reported.output_tokens),
+                total_tokens: usage
+                    .total_tokens
+                    .saturating_sub(run.last_reported.total_tokens),
             };
+            run.last_reported = usage;
             for (sum, add) in [(&mut run.tokens, delta), (&mut self.totals, delta)] {
                 sum.input_tokens += add.input_tokens;
                 sum.output_tokens += add.output_tokens;
@@ -539,10 +535,8 @@ pub struct AgentUpdate {
     pub session_id: Option<String>,
     /// Whether this event starts a new turn.
     pub new_turn: bool,
-    /// Token usage carried by the event.
+    /// The session's absolute token totals, when the event carries usage.
     pub usage: Option<Tokens>,
-    /// Whether `usage` is an absolute thread total (else a delta).
-    pub absolute: bool,
 }
 
 /// `min(10 s × 2^(attempt-1), cap)` (SPEC §8.4); attempt 0 is treated as 1.
@@ -720,7 +714,6 @@ mod tests {
                 output_tokens: n / 2,
                 total_tokens: n + n / 2,
             }),
-            absolute: true,
             ..Default::default()
         };
         s.agent_event("A", total(100), t0);

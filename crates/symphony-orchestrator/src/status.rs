@@ -493,7 +493,6 @@ mod tests {
                     output_tokens: 5,
                     total_tokens: 15,
                 }),
-                absolute: true,
                 ..AgentUpdate::default()
             },
             t0,
