@@ -158,6 +158,31 @@ mod tests {
     }
 
     #[test]
+    fn spec_17_3_unusable_optional_metadata_normalizes_to_null_and_required_fields_stay() {
+        let line = r#"{"id":"A-1","identifier":"A-1","title":"t","description":7,"priority":2,"state":"Todo","branch_name":["x"],"url":{},"labels":["Bug"],"blocked_by":["B-1",{"id":"C-1","state":"done"}],"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}"#;
+        let head =
+            symphony_tracker::document::parse_head(std::path::Path::new("f"), 1, line).unwrap();
+        let record =
+            symphony_tracker::document::parse_record(std::path::Path::new("f"), 1, line).unwrap();
+        let issue = Issue::normalize(&head, &record, true);
+        assert_eq!(
+            (&issue.description, &issue.branch_name, &issue.url),
+            (&None, &None, &None)
+        );
+        assert_eq!(issue.state, "Todo", "provider spelling kept");
+        assert_eq!(issue.labels, ["bug"]);
+        let blockers: Vec<&str> = issue.blocked_by.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(
+            blockers,
+            ["B-1", "C-1"],
+            "an entry without an id is dropped"
+        );
+        let json = serde_json::to_value(&issue).unwrap();
+        assert_eq!(json["native_ref"], Value::Null);
+        assert_eq!(json["dispatchable"], true);
+    }
+
+    #[test]
     fn the_prompt_issue_has_normalized_labels_and_the_spec_fields() {
         let record = serde_json::json!({"id": "A-1", "labels": ["Bug", " UI"], "extra": 1});
         let issue = prompt_issue(&record);
