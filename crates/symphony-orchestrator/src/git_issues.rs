@@ -288,9 +288,10 @@ impl GitIssues {
             .collect())
     }
 
-    /// SPEC §11.1 `fetch_issues_by_states`, for start-up cleanup. An empty list reads nothing.
+    /// SPEC §11.1 `fetch_issues_by_states`, for start-up cleanup. An empty list reads nothing;
+    /// malformed records are left out (the candidate fetch names them).
     ///
-    /// Errors: the file cannot be read or a line is not a record.
+    /// Errors: the file cannot be read or is damaged as a whole.
     pub fn fetch_issues_by_states(&self, states: &[String]) -> Result<Vec<IssueRef>, TrackerError> {
         if states.is_empty() {
             return Ok(Vec::new());
@@ -301,15 +302,14 @@ impl GitIssues {
             review: Vec::new(),
             blocked: Vec::new(),
         };
-        let document = self.store.read()?;
-        Ok(document
-            .heads()?
-            .into_iter()
-            .filter(|head| wanted.is_active(&head.state))
+        let heads = self.store.read_heads()?;
+        Ok(heads
+            .iter()
+            .filter(|head| wanted.is_active(head.state()))
             .map(|head| IssueRef {
-                id: head.id.into_owned(),
-                identifier: head.identifier.into_owned(),
-                state: head.state.into_owned(),
+                id: head.id().to_string(),
+                identifier: head.identifier().to_string(),
+                state: head.state().to_string(),
             })
             .collect())
     }
@@ -326,20 +326,20 @@ impl GitIssues {
     }
 
     /// Claims this node holds, each marked stale or live (restart recovery, design.md).
+    /// Malformed records are left out.
     ///
-    /// Errors: the file cannot be read or a line is not a record.
+    /// Errors: the file cannot be read or is damaged as a whole.
     pub fn own_claims(
         &self,
         settings: &TrackerSettings,
         now: OffsetDateTime,
     ) -> Result<Vec<OwnClaim>, TrackerError> {
-        let document = self.store.read()?;
-        Ok(document
-            .heads()?
-            .into_iter()
+        let heads = self.store.read_heads()?;
+        Ok(heads
+            .iter()
             .filter_map(|head| {
-                let claim = head.claim.as_ref().filter(|c| c.node == self.node)?;
-                let shard = head.shard.clone().unwrap_or(symphony_tracker::Shard {
+                let claim = head.claim().filter(|c| c.node == self.node)?;
+                let shard = head.shard().cloned().unwrap_or(symphony_tracker::Shard {
                     primary: self.node.clone(),
                     backups: Vec::new(),
                     claim_ttl_ms: settings.claim_ttl_ms,
@@ -347,8 +347,8 @@ impl GitIssues {
                 });
                 Some(OwnClaim {
                     stale: claims::is_stale(claim, &shard, now),
-                    id: head.id.into_owned(),
-                    identifier: head.identifier.into_owned(),
+                    id: head.id().to_string(),
+                    identifier: head.identifier().to_string(),
                 })
             })
             .collect())
