@@ -1,4 +1,4 @@
-//! The Symphony orchestrator (OpenAI Symphony SPEC draft v1) over the git issue tracker.
+//! The Symphony orchestrator (OpenAI Symphony SPEC, revision 1f3219b) over the git issue tracker.
 //!
 //! Execution layer: [`workflow`] loading and [`reload`], typed [`config`] with
 //! [`config::preflight`], strict [`prompt`] rendering, per-issue [`workspace`]s, lifecycle
