@@ -46,6 +46,33 @@ fn spec_17_2_before_run_timeout_fails_the_attempt_and_keeps_the_hook_output() {
 }
 
 #[test]
+fn spec_17_2_a_failing_after_run_hook_is_logged_and_the_handoff_still_recorded() {
+    let repo = Repo::new(
+        &issues_text(&[IssueSpec::todo("W-1")]),
+        &workflow(
+            "workspace:\n  root: workspaces\nhooks:\n  after_run: echo lint failed >&2; exit 2\nrunner:\n  kind: shell\n  command: mkdir -p .symphony && printf '{\"summary\":\"done\"}' > .symphony/handoff.json",
+        ),
+    );
+    let out = repo.run_once(&[], LIMIT);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("handed_off"), "{stdout}");
+    assert_eq!(repo.state("W-1"), "review");
+    let manifest = repo.manifest("W-1");
+    assert_eq!(manifest["outcome"], "handed_off");
+    let dir = &repo.attempt_dirs("W-1")[0];
+    let after: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("hooks/after_run.json")).unwrap())
+            .unwrap();
+    assert_eq!(after["status"], "failed", "{after}");
+    assert_eq!(after["stderr"]["text"], "lint failed\n");
+    assert!(
+        text(&out.stderr).contains("after_run"),
+        "the failure is logged"
+    );
+}
+
+#[test]
 fn spec_17_2_after_create_runs_once_and_the_workspace_is_reused_by_the_next_attempt() {
     let repo = Repo::new(
         &issues_text(&[IssueSpec::todo("W-1")]),

@@ -251,6 +251,36 @@ fn spec_17_4_normal_exit_schedules_a_short_continuation_retry_attempt_1() {
 }
 
 #[test]
+fn spec_8_4_a_due_retry_that_finds_its_issue_terminal_removes_the_workspace() {
+    let repo = Repo::new(
+        &issues_text(&[IssueSpec::todo("T-1")]),
+        &front("true", "agent:\n  max_turns: 1"),
+    );
+    let daemon = Daemon::start(&repo, &[]);
+    wait_for(LIMIT, "a continuation retry", || retry_row(&daemon, "T-1"));
+    let workspace = repo.path("workspaces/T-1");
+    assert!(workspace.is_dir());
+    // Closed by a human while the retry waits (1 s): no worker runs, so only the retry
+    // path can clean the workspace (SPEC §8.4 / §16.6 on_retry_timer).
+    human_sets_state(&repo, "T-1", "done");
+    wait_for(LIMIT, "the retry to be released", || {
+        retry_row(&daemon, "T-1").is_none().then_some(())
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "the workspace to be removed",
+        || (!workspace.exists()).then_some(()),
+    );
+    let (status, logs) = daemon.stop();
+    assert_eq!(status.code(), Some(0));
+    assert!(logs.contains("retry released"), "{logs}");
+    assert!(
+        logs.contains("workspace of a terminal issue cleaned"),
+        "{logs}"
+    );
+}
+
+#[test]
 fn spec_17_4_agent_crash_retries_with_10s_based_backoff_and_keeps_its_output() {
     let crash = "echo boom-on-stderr >&2; exit 3";
     let repo = Repo::new(&issues_text(&[IssueSpec::todo("X-1")]), &front(crash, ""));
@@ -387,6 +417,31 @@ fn spec_17_4_slot_exhaustion_requeues_retries_with_the_reason() {
 }
 
 #[test]
+fn spec_13_3_snapshot_rate_limits_are_the_latest_payload_the_agent_reported() {
+    let fake = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/symphony-orchestrator/tests/fixtures/agents/fake_app_server.py");
+    let repo = Repo::new(
+        &issues_text(&[IssueSpec::todo("R-1")]),
+        &workflow(&format!(
+            "polling:\n  interval_ms: 100\nworkspace:\n  root: workspaces\nagent:\n  max_turns: 1\nrunner:\n  kind: codex\n  command: python3 '{}' normal record.jsonl",
+            fake.display()
+        )),
+    );
+    let daemon = Daemon::start(&repo, &[]);
+    let state = wait_for(LIMIT, "rate limits in the snapshot", || {
+        let state = daemon.state();
+        (!state["rate_limits"].is_null()).then_some(state)
+    });
+    assert_eq!(
+        state["rate_limits"],
+        serde_json::json!({"primary": {"usedPercent": 12.5, "windowDurationMins": 300}, "secondary": null})
+    );
+    assert!(state["codex_totals"]["total_tokens"].as_u64().unwrap() >= 150);
+    let (status, _) = daemon.stop();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
 fn spec_17_4_snapshot_api_returns_rows_totals_and_json_errors() {
     let repo = Repo::new(&issues_text(&[IssueSpec::todo("R-1")]), &front(BUSY, ""));
     let daemon = Daemon::start(&repo, &[]);
@@ -406,7 +461,11 @@ fn spec_17_4_snapshot_api_returns_rows_totals_and_json_errors() {
     assert_eq!(row["last_message"], "working");
     assert!(row["tokens"]["total_tokens"].is_u64());
     assert!(state["codex_totals"]["seconds_running"].as_f64().unwrap() > 0.0);
-    assert!(state.as_object().unwrap().contains_key("rate_limits"));
+    assert_eq!(
+        state["rate_limits"],
+        Value::Null,
+        "a shell agent reports none"
+    );
     assert!(state["retrying"].as_array().unwrap().is_empty());
 
     let (status, detail) = daemon.get("/api/v1/R-1");

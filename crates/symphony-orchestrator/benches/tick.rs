@@ -110,11 +110,10 @@ fn tick_cost(issues: &Path) {
         let started = Instant::now();
         let found = tracker
             .fetch_candidate_issues(&s, OffsetDateTime::now_utc())
-            .unwrap()
-            .ready;
-        let chosen = scheduler.select(&found);
+            .unwrap();
+        let chosen = scheduler.select(&found.candidates);
         fetch.push(started.elapsed());
-        candidates = found.len();
+        candidates = found.candidates.len();
         assert_eq!(chosen.len(), 10);
     }
     println!(

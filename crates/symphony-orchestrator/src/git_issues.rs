@@ -21,7 +21,9 @@ use symphony_tracker::{
 use time::OffsetDateTime;
 
 use crate::config::ServiceConfig;
+use crate::issue::Issue;
 use crate::scheduler::{Candidate, Observed};
+use symphony_tracker::heads::HeadRef;
 
 /// The tracker settings a call needs, taken from the current (reloadable) workflow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +33,7 @@ pub struct TrackerSettings {
     /// `claims.ttl_ms`: TTL frozen onto new shard slates, and the staleness bound of claims
     /// on records without a slate.
     pub claim_ttl_ms: u64,
-    /// Labels (lowercase) a candidate must all carry; empty means no filter.
+    /// Labels (lowercase) a candidate must all carry ([`carries_required_labels`]).
     pub required_labels: Vec<String>,
     /// `tracker.commit`: whether handoffs are committed.
     pub commit: bool,
@@ -82,15 +84,6 @@ pub struct OwnClaim {
     pub stale: bool,
 }
 
-/// What [`GitIssues::fetch_candidate_issues`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Candidates {
-    /// Issues this node may claim now, in dispatch order.
-    pub ready: Vec<Candidate>,
-    /// Ready issues this node may not claim, in file order.
-    pub unclaimable: Vec<Unclaimable>,
-}
-
 /// A ready issue this node may not claim, and why (log and `/api/v1/state`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Unclaimable {
@@ -121,6 +114,17 @@ fn refusal(decision: &ClaimDecision, shard: Option<&symphony_tracker::Shard>) ->
         ),
         ClaimDecision::Grant { .. } => String::new(),
     }
+}
+
+/// Whether this node may dispatch an active issue now ([`GitIssues::fetch_candidate_issues`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Claimability {
+    /// Not ready: an open blocker, or not in an active state.
+    NotReady,
+    /// Ready, and this node may claim it now.
+    Claimable,
+    /// Ready, but this node may not claim it: why.
+    Refused(String),
 }
 
 /// The `git_issues` tracker of one node.
@@ -175,133 +179,200 @@ impl GitIssues {
         self.store.read()
     }
 
-    /// SPEC §11.1 `fetch_candidate_issues`: ready issues (active, blockers terminal, no live
-    /// claim of another node — [`symphony_tracker::ready`]) carrying the required labels
-    /// that this node may claim now under the sharded TTL rules with roster `[this node]`,
-    /// in dispatch order (SPEC §8.2). Issues this node holds a live claim on are included
-    /// (restart recovery resumes them; the scheduler skips the ones it runs). A slate of
-    /// nodes that are all gone, past the TTL, counts as this node's
-    /// ([`claims::reshard_orphaned`]; the claim writes the new slate).
+    /// SPEC §11.1 `fetch_issues_by_states(active_states)` for candidate polling: every active,
+    /// non-terminal issue carrying the required labels ([`carries_required_labels`]), in
+    /// dispatch order (SPEC §8.2), each with `dispatchable` (SPEC §4.1.1) derived from this
+    /// adapter's rules — every blocker (looked up live in the file) terminal, no live claim of
+    /// another node ([`symphony_tracker::ready`]), and this node may claim it now under the
+    /// sharded TTL rules with roster `[this node]`. Issues this node holds a live claim on are
+    /// dispatchable (restart recovery resumes them; the scheduler skips the ones it runs).
+    /// A slate of nodes that are all gone, past the TTL, counts as this node's
+    /// ([`claims::reshard_orphaned`]; the claim writes the new slate). Ready issues this node
+    /// may not claim come back in [`CandidateFetch::unclaimable`] with the reason, so an issue
+    /// that `symphony issues ready` lists but no run picks up says why.
     ///
-    /// Ready issues this node may not claim are returned in [`Candidates::unclaimable`] with
-    /// the reason, so an issue that `symphony issues ready` lists but no run picks up says why.
+    /// Records that cannot be normalized are left out; they and records read with a fallback
+    /// (bare-id blockers, unknown states, priorities out of range) come back as
+    /// [`CandidateFetch::findings`], each with its line.
     ///
-    /// Errors: the file cannot be read or a line is not a record (the tick skips dispatch).
+    /// Errors: the file cannot be read or is damaged as a whole (the tick skips dispatch).
     pub fn fetch_candidate_issues(
         &self,
         settings: &TrackerSettings,
         now: OffsetDateTime,
-    ) -> Result<Candidates, TrackerError> {
+    ) -> Result<CandidateFetch, TrackerError> {
         let heads = self.store.read_heads()?;
         let index = ReadyIndex::new(&heads, &settings.states, settings.claim_ttl_ms, now);
-        let roster = [self.node.as_str()];
-        let mut eligible = Vec::new();
-        let mut unclaimable = Vec::new();
-        let labelled: Vec<_> = heads
+        let mut findings: Vec<RecordFinding> = heads
+            .omitted()
+            .iter()
+            .map(|omitted| RecordFinding {
+                line: omitted.line,
+                issue_id: omitted.id.clone(),
+                omitted: true,
+                message: omitted.reason.clone(),
+            })
+            .collect();
+        findings.extend(
+            heads
+                .iter()
+                .flat_map(|head| fallbacks(self.path(), head, &settings.states)),
+        );
+        findings.sort_by_key(|finding| finding.line);
+        let mut active: Vec<_> = heads
             .iter()
             .filter(|head| {
-                settings.required_labels.iter().all(|required| {
-                    head.labels()
-                        .any(|label| label.trim().eq_ignore_ascii_case(required))
-                })
+                settings.states.is_active(head.state())
+                    && !settings.states.is_terminal(head.state())
             })
-            .filter(|&head| match index.readiness(head) {
-                Readiness::Ready => true,
-                Readiness::Claimed(holder) if holder == self.node => true,
-                Readiness::Claimed(holder) => {
-                    let held = ClaimDecision::Held {
-                        holder: holder.to_string(),
-                    };
+            .filter(|head| {
+                let labels: Vec<&str> = head.labels().collect();
+                carries_required_labels(&labels, &settings.required_labels)
+            })
+            .collect();
+        sort_for_dispatch(&mut active);
+        let mut unclaimable = Vec::new();
+        let candidates = active
+            .into_iter()
+            .map(|head| {
+                let claimability = self.claimability(head, &index, settings, now);
+                if let Claimability::Refused(reason) = claimability.clone() {
                     unclaimable.push(Unclaimable {
                         issue_id: head.id().to_string(),
                         issue_identifier: head.identifier().to_string(),
-                        reason: refusal(&held, head.shard()),
+                        reason,
                     });
-                    false
                 }
-                _ => false,
-            })
-            .collect();
-        for head in labelled {
-            let last_activity = parse_timestamp(head.updated_at()).unwrap_or(now);
-            let shard = match head.shard() {
-                Some(frozen) => claims::reshard_orphaned(
-                    frozen,
-                    &roster,
-                    head.id(),
-                    head.claim(),
-                    last_activity,
-                    now,
-                )
-                .unwrap_or_else(|| frozen.clone()),
-                None => match claims::freeze(&roster, head.id(), settings.claim_ttl_ms, 0) {
-                    Some(shard) => shard,
-                    None => continue,
-                },
-            };
-            match claims::decide(&self.node, &shard, head.claim(), last_activity, now) {
-                ClaimDecision::Grant { .. } => eligible.push(head),
-                refused => unclaimable.push(Unclaimable {
-                    issue_id: head.id().to_string(),
-                    issue_identifier: head.identifier().to_string(),
-                    reason: refusal(&refused, Some(&shard)),
-                }),
-            }
-        }
-        sort_for_dispatch(&mut eligible);
-        Ok(Candidates {
-            ready: eligible
-                .into_iter()
-                .map(|head| Candidate {
+                Candidate {
                     id: head.id().to_string(),
                     identifier: head.identifier().to_string(),
                     state: head.state().to_string(),
-                })
-                .collect(),
+                    dispatchable: claimability == Claimability::Claimable,
+                }
+            })
+            .collect();
+        Ok(CandidateFetch {
+            candidates,
+            findings,
             unclaimable,
         })
     }
 
-    /// SPEC §11.1 `fetch_issue_states_by_ids`, for reconciliation: what the tracker says now
-    /// about each running issue. `runs` pairs each id with the start of its run; an issue in
-    /// a review state whose handoff is at least that recent was handed off by that run
-    /// ([`Observed::HandedOff`]). Ids not in the file are absent from the result.
+    /// This adapter's `dispatchable` rule for an active issue (see
+    /// [`GitIssues::fetch_candidate_issues`]): ready, and claimable by this node now.
+    fn claimability(
+        &self,
+        head: HeadRef<'_>,
+        index: &ReadyIndex<'_>,
+        settings: &TrackerSettings,
+        now: OffsetDateTime,
+    ) -> Claimability {
+        match index.readiness(head) {
+            Readiness::Ready => {}
+            Readiness::Claimed(holder) if holder == self.node => {}
+            Readiness::Claimed(holder) => {
+                let held = ClaimDecision::Held {
+                    holder: holder.to_string(),
+                };
+                return Claimability::Refused(refusal(&held, head.shard()));
+            }
+            _ => return Claimability::NotReady,
+        }
+        let roster = [self.node.as_str()];
+        let last_activity = parse_timestamp(head.updated_at()).unwrap_or(now);
+        let shard = match head.shard() {
+            Some(frozen) => claims::reshard_orphaned(
+                frozen,
+                &roster,
+                head.id(),
+                head.claim(),
+                last_activity,
+                now,
+            )
+            .unwrap_or_else(|| frozen.clone()),
+            None => match claims::freeze(&roster, head.id(), settings.claim_ttl_ms, 0) {
+                Some(shard) => shard,
+                None => return Claimability::NotReady,
+            },
+        };
+        match claims::decide(&self.node, &shard, head.claim(), last_activity, now) {
+            ClaimDecision::Grant { .. } => Claimability::Claimable,
+            refused => Claimability::Refused(refusal(&refused, Some(&shard))),
+        }
+    }
+
+    /// SPEC §11.1 `fetch_issues_by_ids`: the current normalized snapshot of every requested
+    /// issue still in the file (absent ones are omitted; ids are a set). `[]` reads nothing.
     ///
-    /// Errors: the file cannot be read, or a running issue's line is not a record.
+    /// Errors: the file cannot be read, or a requested record cannot be normalized (SPEC
+    /// §11.1: an ID refresh fails rather than omit a malformed requested record), or a
+    /// requested id is defined twice.
+    pub fn fetch_issues_by_ids(
+        &self,
+        settings: &TrackerSettings,
+        ids: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Issue>, TrackerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Blockers and claims decide `dispatchable`: they are read the way the candidate
+        // fetch reads them; the requested records are then read whole.
+        let heads = self.store.read_heads()?;
+        let index = ReadyIndex::new(&heads, &settings.states, settings.claim_ttl_ms, now);
+        let document = self.store.read()?;
+        let mut seen = std::collections::HashSet::new();
+        let mut issues = Vec::new();
+        for id in ids {
+            if !seen.insert(id.as_str()) {
+                continue;
+            }
+            let Some(line) = document.find(id)? else {
+                continue;
+            };
+            let head = document.head(line)?;
+            let record = document.record(line)?;
+            let dispatchable = heads.get(id).is_some_and(|head| {
+                self.claimability(head, &index, settings, now) == Claimability::Claimable
+            });
+            issues.push(Issue::normalize(&head, &record, dispatchable));
+        }
+        Ok(issues)
+    }
+
+    /// Reconciliation (SPEC §16.3) over [`GitIssues::fetch_issues_by_ids`]: what the tracker
+    /// says now about each running issue. `runs` pairs each id with the start of its run; an
+    /// issue in a review state whose handoff is at least that recent was handed off by that
+    /// run ([`Observed::HandedOff`]); an active issue that lost a required label is
+    /// [`Observed::Inactive`], like a state change. Ids not in the file are absent.
+    ///
+    /// Errors: as [`GitIssues::fetch_issues_by_ids`].
     pub fn fetch_issue_states_by_ids(
         &self,
         settings: &TrackerSettings,
         runs: &[(String, OffsetDateTime)],
     ) -> Result<HashMap<String, Observed>, TrackerError> {
-        let document = self.store.read()?;
-        let wanted: HashMap<&str, OffsetDateTime> =
+        let ids: Vec<String> = runs.iter().map(|(id, _)| id.clone()).collect();
+        let since: HashMap<&str, OffsetDateTime> =
             runs.iter().map(|(id, at)| (id.as_str(), *at)).collect();
-        let mut observed = HashMap::new();
-        for (index, _) in document.record_lines() {
-            let id = document.id_of(index)?;
-            let Some(&since) = wanted.get(id.as_ref()) else {
-                continue;
-            };
-            let record = document.record(index)?;
-            let state = string_field(&record, "state");
-            let states = &settings.states;
-            let seen = if states.is_terminal(&state) {
-                Observed::Terminal
-            } else if states.is_active(&state) {
-                Observed::Active(state)
-            } else if states.is_review(&state) && handed_off_since(&record, since) {
-                Observed::HandedOff
-            } else {
-                Observed::Inactive
-            };
-            observed.insert(id.into_owned(), seen);
-        }
-        Ok(observed)
+        let issues = self.fetch_issues_by_ids(settings, &ids, OffsetDateTime::now_utc())?;
+        Ok(issues
+            .into_iter()
+            .map(|issue| {
+                let started = since
+                    .get(issue.id.as_str())
+                    .copied()
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+                let seen = observe(&issue, settings, started);
+                (issue.id, seen)
+            })
+            .collect())
     }
 
-    /// SPEC §11.1 `fetch_issues_by_states`, for start-up cleanup. An empty list reads nothing.
+    /// SPEC §11.1 `fetch_issues_by_states`, for start-up cleanup. An empty list reads nothing;
+    /// malformed records are left out (the candidate fetch names them).
     ///
-    /// Errors: the file cannot be read or a line is not a record.
+    /// Errors: the file cannot be read or is damaged as a whole.
     pub fn fetch_issues_by_states(&self, states: &[String]) -> Result<Vec<IssueRef>, TrackerError> {
         if states.is_empty() {
             return Ok(Vec::new());
@@ -312,15 +383,14 @@ impl GitIssues {
             review: Vec::new(),
             blocked: Vec::new(),
         };
-        let document = self.store.read()?;
-        Ok(document
-            .heads()?
-            .into_iter()
-            .filter(|head| wanted.is_active(&head.state))
+        let heads = self.store.read_heads()?;
+        Ok(heads
+            .iter()
+            .filter(|head| wanted.is_active(head.state()))
             .map(|head| IssueRef {
-                id: head.id.into_owned(),
-                identifier: head.identifier.into_owned(),
-                state: head.state.into_owned(),
+                id: head.id().to_string(),
+                identifier: head.identifier().to_string(),
+                state: head.state().to_string(),
             })
             .collect())
     }
@@ -337,20 +407,20 @@ impl GitIssues {
     }
 
     /// Claims this node holds, each marked stale or live (restart recovery, design.md).
+    /// Malformed records are left out.
     ///
-    /// Errors: the file cannot be read or a line is not a record.
+    /// Errors: the file cannot be read or is damaged as a whole.
     pub fn own_claims(
         &self,
         settings: &TrackerSettings,
         now: OffsetDateTime,
     ) -> Result<Vec<OwnClaim>, TrackerError> {
-        let document = self.store.read()?;
-        Ok(document
-            .heads()?
-            .into_iter()
+        let heads = self.store.read_heads()?;
+        Ok(heads
+            .iter()
             .filter_map(|head| {
-                let claim = head.claim.as_ref().filter(|c| c.node == self.node)?;
-                let shard = head.shard.clone().unwrap_or(symphony_tracker::Shard {
+                let claim = head.claim().filter(|c| c.node == self.node)?;
+                let shard = head.shard().cloned().unwrap_or(symphony_tracker::Shard {
                     primary: self.node.clone(),
                     backups: Vec::new(),
                     claim_ttl_ms: settings.claim_ttl_ms,
@@ -358,8 +428,8 @@ impl GitIssues {
                 });
                 Some(OwnClaim {
                     stale: claims::is_stale(claim, &shard, now),
-                    id: head.id.into_owned(),
-                    identifier: head.identifier.into_owned(),
+                    id: head.id().to_string(),
+                    identifier: head.identifier().to_string(),
                 })
             })
             .collect())
@@ -599,6 +669,128 @@ fn link_proofs(tx: &mut Transaction<'_>, id: &str, proofs_dir: &str) -> Result<(
     }
 }
 
+/// The SPEC §11.4 category of a tracker error (the adapter profile in `docs/orchestrator.md`
+/// lists the mapping): an unreadable file or a timed-out lock is `tracker_request` (the
+/// transport of a file tracker), a file damaged as a whole or a malformed requested record is
+/// `tracker_response`, a refused write or an absent id is `tracker_status`, a failed commit
+/// is `tracker_request`, an unusable schema or a missing id prefix is `invalid_tracker_config`.
+/// `tracker_pagination` and `tracker_rate_limited` cannot occur (one
+/// local file, no pages, no quota).
+pub fn error_category(error: &TrackerError) -> &'static str {
+    match error {
+        TrackerError::Io { .. }
+        | TrackerError::Missing { .. }
+        | TrackerError::LockTimeout { .. }
+        | TrackerError::ConcurrentModification { .. }
+        | TrackerError::Git { .. } => "tracker_request",
+        TrackerError::InvalidUtf8 { .. }
+        | TrackerError::Json { .. }
+        | TrackerError::Record { .. }
+        | TrackerError::RecordTooLarge { .. }
+        | TrackerError::ConflictMarkers { .. }
+        | TrackerError::ByteOrderMark { .. }
+        | TrackerError::DuplicateId { .. }
+        | TrackerError::WouldDropRecords { .. } => "tracker_response",
+        TrackerError::NotFound { .. } | TrackerError::Rejected { .. } => "tracker_status",
+        TrackerError::Schema { .. } | TrackerError::NoIdPrefix => "invalid_tracker_config",
+    }
+}
+
+/// What a candidate fetch found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CandidateFetch {
+    /// Active issues carrying the required labels, in dispatch order, each marked
+    /// dispatchable or not.
+    pub candidates: Vec<Candidate>,
+    /// Records left out or read with a fallback, in file order.
+    pub findings: Vec<RecordFinding>,
+    /// Ready issues this node may not claim, and why, in dispatch order.
+    pub unclaimable: Vec<Unclaimable>,
+}
+
+/// A record of the issues file that a read left out (it cannot be normalized: SPEC §11.1) or
+/// read with a fallback (SPEC §11.3), with its line. Shown in the log and `/api/v1/state`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecordFinding {
+    /// 1-based line in the issues file.
+    pub line: usize,
+    /// The record's id, when it could be read.
+    pub issue_id: Option<String>,
+    /// Whether the record was left out (never dispatched) rather than read with a fallback.
+    pub omitted: bool,
+    /// What is wrong, located (`FILE:LINE[:COLUMN]: ...`), with the fallback taken.
+    pub message: String,
+}
+
+/// Records of `head` read with a fallback: bare-id blockers, an unknown state, a priority
+/// outside 0–4.
+fn fallbacks(path: &Path, head: HeadRef<'_>, states: &StateConfig) -> Vec<RecordFinding> {
+    let mut found = Vec::new();
+    let mut note = |message: String| {
+        found.push(RecordFinding {
+            line: head.line(),
+            issue_id: Some(head.id().to_string()),
+            omitted: false,
+            message: format!("{}:{}: {message}", path.display(), head.line()),
+        });
+    };
+    if head.has_bare_blocker() {
+        note("/blocked_by: a bare id string is read as the ref it names (`symphony validate` shows the fix)".into());
+    }
+    if !states.is_known(head.state()) {
+        let known: Vec<&str> = states.all().collect();
+        note(format!(
+            "/state: unknown state {:?} (configured: {}); never dispatched",
+            head.state(),
+            known.join(", ")
+        ));
+    }
+    if let Some(priority) = head.priority().filter(|p| !(0..=4).contains(p)) {
+        note(format!(
+            "/priority: {priority} is outside 0–4; sorted as no priority"
+        ));
+    }
+    found
+}
+
+/// SPEC §5.3.1 `required_labels`: whether `labels` holds every required label, ignoring case
+/// and surrounding whitespace. A blank required label matches no issue; no required label
+/// matches every issue.
+pub fn carries_required_labels(labels: &[&str], required: &[String]) -> bool {
+    required.iter().all(|required| {
+        let required = required.trim();
+        !required.is_empty()
+            && labels
+                .iter()
+                .any(|label| label.trim().eq_ignore_ascii_case(required))
+    })
+}
+
+/// What reconciliation makes of `issue` for a run that started at `since`.
+fn observe(issue: &Issue, settings: &TrackerSettings, since: OffsetDateTime) -> Observed {
+    let states = &settings.states;
+    let labels: Vec<&str> = issue.labels.iter().map(String::as_str).collect();
+    let labelled = carries_required_labels(&labels, &settings.required_labels);
+    if states.is_terminal(&issue.state) {
+        Observed::Terminal
+    } else if states.is_active(&issue.state) && labelled {
+        Observed::Active(issue.state.clone())
+    } else if states.is_review(&issue.state)
+        && issue
+            .handoff_updated_at
+            .is_some_and(|at| at >= whole_seconds(since))
+    {
+        Observed::HandedOff
+    } else {
+        Observed::Inactive
+    }
+}
+
+/// `at` truncated to whole seconds (the file keeps timestamps to the second).
+fn whole_seconds(at: OffsetDateTime) -> OffsetDateTime {
+    parse_timestamp(&format_timestamp(at)).unwrap_or(at)
+}
+
 /// The string value of `field` in a record, empty when absent or not a string.
 pub(crate) fn string_field(record: &Map<String, Value>, field: &str) -> String {
     record
@@ -611,7 +803,7 @@ pub(crate) fn string_field(record: &Map<String, Value>, field: &str) -> String {
 /// Whether the record's handoff was written at or after `since` (whole seconds: the file
 /// keeps timestamps to the second).
 fn handed_off_since(record: &Map<String, Value>, since: OffsetDateTime) -> bool {
-    let since = parse_timestamp(&format_timestamp(since)).unwrap_or(since);
+    let since = whole_seconds(since);
     record
         .get("handoff")
         .and_then(|h| h.get("updated_at"))
@@ -659,28 +851,184 @@ mod tests {
         (dir, GitIssues::new(&path, NODE))
     }
 
-    fn ids(candidates: &[Candidate]) -> Vec<&str> {
-        candidates.iter().map(|c| c.id.as_str()).collect()
+    /// The dispatchable candidates' ids, in order.
+    fn ids(fetch: &CandidateFetch) -> Vec<&str> {
+        fetch
+            .candidates
+            .iter()
+            .filter(|c| c.dispatchable)
+            .map(|c| c.id.as_str())
+            .collect()
+    }
+
+    fn labelled(labels: &[&str]) -> TrackerSettings {
+        TrackerSettings {
+            required_labels: labels.iter().map(|l| l.to_string()).collect(),
+            ..settings()
+        }
     }
 
     #[test]
     fn spec_11_candidates_are_the_ready_issues_in_dispatch_order() {
         let (_dir, t) = tracker(FIXTURE);
         let now = at("2026-05-01T00:00:00Z");
-        let candidates = t.fetch_candidate_issues(&settings(), now).unwrap().ready;
+        let fetch = t.fetch_candidate_issues(&settings(), now).unwrap();
         assert_eq!(
-            ids(&candidates),
+            ids(&fetch),
             [
                 "XSY-0027", "XSY-0003", "XSY-0004", "XSY-0005", "XSY-0011", "XSY-0012", "XSY-0030"
             ]
         );
-        let labelled = TrackerSettings {
-            required_labels: vec!["ci".into()],
-            ..settings()
+        assert!(fetch.findings.is_empty());
+        // SPEC §11.1: active issues that are not dispatchable (open blockers) are returned
+        // too, marked; the scheduler owns the final filter.
+        let blocked: Vec<&str> = fetch
+            .candidates
+            .iter()
+            .filter(|c| !c.dispatchable)
+            .map(|c| c.id.as_str())
+            .collect();
+        assert!(blocked.contains(&"XSY-0006"), "{blocked:?}");
+    }
+
+    #[test]
+    fn spec_17_4_required_labels_are_case_insensitive_and_all_must_match() {
+        // " Security " and "CROSS-CUTTING" in the file match the configured lowercase labels.
+        let text = FIXTURE
+            .replace("\"security\"", "\" Security \"")
+            .replace("\"cross-cutting\"", "\"CROSS-CUTTING\"");
+        let (_dir, t) = tracker(&text);
+        let now = at("2026-05-01T00:00:00Z");
+        let fetch = t
+            .fetch_candidate_issues(&labelled(&["security"]), now)
+            .unwrap();
+        assert_eq!(ids(&fetch), ["XSY-0027", "XSY-0012"]);
+        let both = labelled(&["security", "cross-cutting"]);
+        assert_eq!(
+            ids(&t.fetch_candidate_issues(&both, now).unwrap()),
+            ["XSY-0012"]
+        );
+    }
+
+    #[test]
+    fn spec_5_3_1_a_blank_required_label_matches_no_issue() {
+        // XSY-0003 carries a blank label: a blank required label must still match nothing.
+        let text = FIXTURE.replacen(
+            "\"labels\":[\"x0x-symphony\"",
+            "\"labels\":[\"\",\"x0x-symphony\"",
+            3,
+        );
+        let (_dir, t) = tracker(&text);
+        let now = at("2026-05-01T00:00:00Z");
+        for blank in ["", "  "] {
+            let fetch = t.fetch_candidate_issues(&labelled(&[blank]), now).unwrap();
+            assert_eq!(fetch.candidates, [], "{blank:?}");
+        }
+    }
+
+    #[test]
+    fn spec_17_4_removing_a_required_label_stops_a_running_issue_like_a_state_change() {
+        let (_dir, t) = tracker(FIXTURE);
+        let start = at("2026-05-01T00:00:00Z");
+        let runs = [("XSY-0012".to_string(), start)];
+        let s = labelled(&["security"]);
+        let seen = t.fetch_issue_states_by_ids(&s, &runs).unwrap();
+        assert_eq!(seen["XSY-0012"], Observed::Active("todo".into()));
+        let text = std::fs::read_to_string(t.path()).unwrap();
+        let line = text.lines().nth(11).unwrap();
+        std::fs::write(
+            t.path(),
+            text.replace(line, &line.replace("\"security\",", "")),
+        )
+        .unwrap();
+        let seen = t.fetch_issue_states_by_ids(&s, &runs).unwrap();
+        assert_eq!(seen["XSY-0012"], Observed::Inactive);
+    }
+
+    #[test]
+    fn spec_17_3_refresh_by_id_returns_full_normalized_snapshots_and_empty_reads_nothing() {
+        let text = FIXTURE.replacen("\"x0x-symphony\"", "\" X0X-Symphony \"", 1);
+        let (_dir, t) = tracker(&text);
+        let now = at("2026-05-01T00:00:00Z");
+        let ids = [
+            "XSY-0001".to_string(),
+            "XSY-0006".into(),
+            "XSY-0001".into(),
+            "XSY-9999".into(),
+        ];
+        let issues = t.fetch_issues_by_ids(&settings(), &ids, now).unwrap();
+        let got: Vec<(&str, bool)> = issues
+            .iter()
+            .map(|i| (i.id.as_str(), i.dispatchable))
+            .collect();
+        assert_eq!(got, [("XSY-0001", false), ("XSY-0006", false)]);
+        let first = &issues[0];
+        assert_eq!(
+            first.labels[0], "x0x-symphony",
+            "labels are lowercased and trimmed"
+        );
+        assert!(first.description.as_deref().is_some_and(|d| !d.is_empty()));
+        assert_eq!(first.native_ref, None);
+        assert_eq!(issues[1].blocked_by.len(), 3);
+        let ready = t
+            .fetch_issues_by_ids(&settings(), &["XSY-0003".into()], now)
+            .unwrap();
+        assert!(ready[0].dispatchable);
+        let missing = GitIssues::new(Path::new("/nonexistent/issues.jsonl"), NODE);
+        assert!(
+            missing
+                .fetch_issues_by_ids(&settings(), &[], now)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(missing.fetch_issues_by_ids(&settings(), &ids, now).is_err());
+    }
+
+    #[test]
+    fn spec_11_4_tracker_errors_map_to_the_spec_categories() {
+        let path = std::path::PathBuf::from("f");
+        let missing = TrackerError::Missing { path: path.clone() };
+        assert_eq!(error_category(&missing), "tracker_request");
+        let bom = TrackerError::ByteOrderMark {
+            path: path.clone(),
+            line: 1,
         };
-        let with_label = t.fetch_candidate_issues(&labelled, now).unwrap().ready;
-        assert!(with_label.len() < candidates.len());
-        assert!(with_label.iter().all(|c| candidates.contains(c)));
+        assert_eq!(error_category(&bom), "tracker_response");
+        let absent = TrackerError::NotFound {
+            path,
+            id: "A-1".into(),
+        };
+        assert_eq!(error_category(&absent), "tracker_status");
+    }
+
+    #[test]
+    fn spec_11_1_records_that_cannot_be_normalized_are_left_out_and_named_others_dispatched() {
+        let mut lines: Vec<String> = FIXTURE.lines().map(str::to_string).collect();
+        lines[3].truncate(50); // XSY-0004: not JSON
+        lines[4] = lines[4].replacen("\"state\":\"todo\"", "\"state\":\"wontfix\"", 1);
+        lines[10] = lines[10].replacen("\"priority\":3", "\"priority\":9", 1);
+        let text = lines.join("\n") + "\n";
+        let (_dir, t) = tracker(&text);
+        let now = at("2026-05-01T00:00:00Z");
+        let fetch = t.fetch_candidate_issues(&settings(), now).unwrap();
+        assert_eq!(
+            ids(&fetch),
+            ["XSY-0027", "XSY-0003", "XSY-0012", "XSY-0030", "XSY-0011"]
+        );
+        let found: Vec<(usize, bool)> =
+            fetch.findings.iter().map(|f| (f.line, f.omitted)).collect();
+        assert_eq!(found, [(4, true), (5, false), (11, false)]);
+        assert!(
+            fetch.findings[1]
+                .message
+                .contains("unknown state \"wontfix\"")
+        );
+        assert!(fetch.findings[2].message.contains("9 is outside 0–4"));
+        // SPEC §11.1: a refresh by id of the damaged record fails rather than omit it.
+        let err = t
+            .fetch_issues_by_ids(&settings(), &["XSY-0004".into()], now)
+            .unwrap_err();
+        assert!(err.to_string().contains("issues.jsonl:4:"), "{err}");
     }
 
     #[test]
@@ -693,18 +1041,22 @@ mod tests {
             ClaimDecision::Grant { slot: 0 }
         );
         let other = GitIssues::new(t.path(), "ffff");
-        let theirs = other.fetch_candidate_issues(&s, now).unwrap().ready;
+        let theirs = other.fetch_candidate_issues(&s, now).unwrap();
         assert!(
             !ids(&theirs).contains(&"XSY-0003"),
             "live claim of another node"
         );
-        assert!(!theirs.is_empty(), "slates are frozen only when claimed");
-        let mine = t.fetch_candidate_issues(&s, now).unwrap().ready;
+        assert!(
+            !ids(&theirs).is_empty(),
+            "slates are frozen only when claimed"
+        );
+        let mine = t.fetch_candidate_issues(&s, now).unwrap();
+        let mine: Vec<&Candidate> = mine.candidates.iter().filter(|c| c.dispatchable).collect();
         assert_eq!(mine[1].id, "XSY-0003");
         assert_eq!(mine[1].state, "in_progress", "the claim moved it");
         // A released issue keeps the slate [this node]: another node is not on it.
         assert!(t.release(&s, "XSY-0003").unwrap());
-        let theirs = other.fetch_candidate_issues(&s, now).unwrap().ready;
+        let theirs = other.fetch_candidate_issues(&s, now).unwrap();
         assert!(!ids(&theirs).contains(&"XSY-0003"), "not in its slate");
     }
 

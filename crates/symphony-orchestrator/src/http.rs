@@ -352,6 +352,7 @@ mod tests {
                 reload_error: None,
                 preflight_error: None,
             },
+            tracker: crate::status::TrackerHealth::default(),
             recent_attempts: Vec::new(),
         };
         let html = render_dashboard(&snapshot);

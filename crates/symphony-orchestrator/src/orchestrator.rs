@@ -34,16 +34,17 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::{PreflightError, ServiceConfig, preflight};
-use crate::git_issues::{GitIssues, TrackerSettings, Unclaimable};
+use crate::git_issues::{CandidateFetch, GitIssues, TrackerSettings, Unclaimable};
 use crate::http::{self, HttpError};
 use crate::proofs::AttemptProofs;
 use crate::reload::{ReloadOutcome, WorkflowStore, WorkflowWatcher, watch_workflow};
 use crate::runner::{AgentEvent, AgentEventKind};
 use crate::scheduler::{
-    AgentUpdate, Candidate, Ended, Limits, RetryDecision, Scheduler, Stop, Tokens,
+    AgentUpdate, Candidate, Ended, Limits, Observed, RetryDecision, Scheduler, Stop, Tokens,
 };
 use crate::status::{
-    ApiRequest, AttemptRow, RECENT_ATTEMPTS, RefreshAck, StatusView, Tracked, WorkflowHealth,
+    ApiRequest, AttemptRow, RECENT_ATTEMPTS, RefreshAck, StatusView, Tracked, TrackerHealth,
+    WorkflowHealth,
 };
 use crate::worker::{AttemptOutcome, AttemptReport, WorkerSpec, run_attempt};
 use crate::workflow::{Workflow, WorkflowError};
@@ -118,13 +119,18 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// Ready issues this node could not claim at the last candidate fetch, and why.
     pub unclaimable: Vec<Unclaimable>,
+    /// Why the last candidate fetch failed, if it did (`--once`: why nothing ran).
+    pub fetch_error: Option<String>,
+    /// Why the orchestrator task itself failed (a panic, with its message), if it did: the
+    /// run ended abnormally (SPEC §17.7) and the CLI exits non-zero.
+    pub failure: Option<String>,
 }
 
 impl RunSummary {
-    /// True when every attempt ended as designed: handed off, or stopped because its issue
-    /// left the active states.
+    /// True when every attempt ended as designed (handed off, or stopped because its issue
+    /// left the active states) and the run itself did not fail.
     pub fn as_designed(&self) -> bool {
-        self.attempts.iter().all(|a| a.as_designed)
+        self.failure.is_none() && self.attempts.iter().all(|a| a.as_designed)
     }
 }
 
@@ -170,20 +176,37 @@ impl Service {
         self.shutdown.clone()
     }
 
-    /// Waits for the service to end (`--once` done, or shut down).
+    /// Waits for the service to end (`--once` done, or shut down). A panic of the
+    /// orchestrator task comes back as [`RunSummary::failure`] with the panic's message.
     pub async fn wait(&mut self) -> RunSummary {
         match (&mut self.task).await {
             Ok(summary) => summary,
             Err(e) => {
-                tracing::error!(error = %e, "the orchestrator task failed");
+                let failure = task_failure(e);
+                tracing::error!(error = %failure, "the orchestrator task failed");
                 RunSummary {
-                    attempts: Vec::new(),
                     interrupted: true,
-                    unclaimable: Vec::new(),
+                    failure: Some(failure),
+                    ..RunSummary::default()
                 }
             }
         }
     }
+}
+
+/// What a failed task's [`tokio::task::JoinError`] says: the panic's message when it
+/// panicked.
+fn task_failure(error: tokio::task::JoinError) -> String {
+    if !error.is_panic() {
+        return error.to_string();
+    }
+    let payload = error.into_panic();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    format!("the orchestrator task panicked: {message}")
 }
 
 /// Starts the service over the workflow in `store` (SPEC §16.1).
@@ -196,6 +219,7 @@ pub async fn start(store: WorkflowStore, options: RunOptions) -> Result<Service,
         path: store.path().to_path_buf(),
         error,
     })?;
+    let tracker_path = workflow.config.tracker.path.display().to_string();
     let tracker = Arc::new(GitIssues::new(
         &workflow.config.tracker.path,
         options.node_id.clone(),
@@ -261,6 +285,10 @@ pub async fn start(store: WorkflowStore, options: RunOptions) -> Result<Service,
         rate_limits: None,
         preflight_error: None,
         unclaimable: Vec::new(),
+        tracker_health: TrackerHealth {
+            path: tracker_path,
+            ..TrackerHealth::default()
+        },
     };
     Ok(Service {
         http_addr,
@@ -487,6 +515,7 @@ struct Actor {
     rate_limits: Option<Value>,
     preflight_error: Option<String>,
     unclaimable: Vec<Unclaimable>,
+    tracker_health: TrackerHealth,
 }
 
 async fn reload_signal(rx: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
@@ -540,6 +569,8 @@ impl Actor {
             attempts: self.recent.into_iter().collect(),
             interrupted: self.stopping_all,
             unclaimable: self.unclaimable,
+            fetch_error: self.tracker_health.fetch_error,
+            failure: None,
         }
     }
 
@@ -645,7 +676,7 @@ impl Actor {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "reconciliation: tracker states not readable; workers keep running");
+                tracing::warn!(error_kind = crate::git_issues::error_category(&e), error = %e, "reconciliation: tracker states not readable; workers keep running");
             }
         }
     }
@@ -679,33 +710,71 @@ impl Actor {
             .map_or_else(|| id.to_string(), |t| t.identifier.clone())
     }
 
-    /// The candidates of this tick; ready issues this node may not claim are kept for the
-    /// API and logged when the set or a reason changes (an issue no run picks up says why).
+    /// SPEC §11.4: a failed fetch is logged and kept for the API and `--once`; findings
+    /// (records left out or read with a fallback) are logged when they change and kept, and
+    /// so are ready issues this node may not claim (an issue no run picks up says why).
     async fn fetch_candidates(&mut self) -> Result<Vec<Candidate>, TrackerError> {
         let settings = self.settings();
-        let found = self
+        let fetched = self
             .tracker
             .blocking(move |t| t.fetch_candidate_issues(&settings, OffsetDateTime::now_utc()))
-            .await?;
-        if found.unclaimable != self.unclaimable {
-            for blocked in &found.unclaimable {
-                tracing::warn!(
-                    issue_id = %blocked.issue_id,
-                    issue_identifier = %blocked.issue_identifier,
-                    reason = %blocked.reason,
-                    "ready issue not claimable by this node"
-                );
+            .await;
+        match fetched {
+            Ok(CandidateFetch {
+                candidates,
+                findings,
+                unclaimable,
+            }) => {
+                self.tracker_health.fetch_error = None;
+                if findings != self.tracker_health.findings {
+                    for finding in &findings {
+                        tracing::warn!(
+                            line = finding.line,
+                            issue_id = finding.issue_id.as_deref().unwrap_or(""),
+                            omitted = finding.omitted,
+                            error = %finding.message,
+                            "{}",
+                            if finding.omitted {
+                                "tracker record left out: it cannot be normalized"
+                            } else {
+                                "tracker record read with a fallback"
+                            }
+                        );
+                    }
+                    self.tracker_health.findings = findings;
+                }
+                self.note_unclaimable(unclaimable);
+                Ok(candidates)
             }
-            self.unclaimable = found.unclaimable;
+            Err(e) => {
+                self.tracker_health.fetch_error = Some(e.to_string());
+                Err(e)
+            }
         }
-        Ok(found.ready)
+    }
+
+    /// Keeps the ready issues this node may not claim for the API and `--once`, logging them
+    /// when the set or a reason changes.
+    fn note_unclaimable(&mut self, unclaimable: Vec<Unclaimable>) {
+        if unclaimable == self.unclaimable {
+            return;
+        }
+        for blocked in &unclaimable {
+            tracing::warn!(
+                issue_id = %blocked.issue_id,
+                issue_identifier = %blocked.issue_identifier,
+                reason = %blocked.reason,
+                "ready issue not claimable by this node"
+            );
+        }
+        self.unclaimable = unclaimable;
     }
 
     async fn dispatch_ready(&mut self) {
         let candidates = match self.fetch_candidates().await {
             Ok(candidates) => candidates,
             Err(e) => {
-                tracing::warn!(error = %e, "candidate fetch failed; no dispatch this tick");
+                tracing::warn!(error_kind = crate::git_issues::error_category(&e), error = %e, "candidate fetch failed; no dispatch this tick");
                 return;
             }
         };
@@ -737,8 +806,9 @@ impl Actor {
                 return;
             }
         };
+        let mut released = Vec::new();
         for id in due {
-            let candidate = candidates.iter().find(|c| c.id == id);
+            let candidate = candidates.iter().find(|c| c.id == id && c.dispatchable);
             match self.scheduler.retry_fired(&id, candidate, now) {
                 RetryDecision::Dispatch { attempt } => {
                     if let Some(candidate) = candidate {
@@ -750,11 +820,45 @@ impl Actor {
                     issue_identifier = %self.identifier(&id),
                     "retry requeued: no available orchestrator slots"
                 ),
-                RetryDecision::Released => tracing::info!(
-                    issue_id = %id,
-                    issue_identifier = %self.identifier(&id),
-                    "retry released: the issue is no longer a candidate"
-                ),
+                RetryDecision::Released => {
+                    tracing::info!(
+                        issue_id = %id,
+                        issue_identifier = %self.identifier(&id),
+                        "retry released: the issue is no longer a candidate"
+                    );
+                    released.push(id);
+                }
+            }
+        }
+        self.clean_released_terminal(released).await;
+    }
+
+    /// SPEC §8.4 / §16.6: a released retry whose issue is terminal has its workspace removed,
+    /// as a terminal state seen by reconciliation does.
+    async fn clean_released_terminal(&mut self, released: Vec<String>) {
+        if released.is_empty() {
+            return;
+        }
+        let settings = self.settings();
+        let runs: Vec<(String, OffsetDateTime)> = released
+            .iter()
+            .map(|id| (id.clone(), OffsetDateTime::now_utc()))
+            .collect();
+        let observed = self
+            .tracker
+            .blocking(move |t| t.fetch_issue_states_by_ids(&settings, &runs))
+            .await;
+        match observed {
+            Ok(observed) => {
+                for id in released {
+                    if observed.get(&id) == Some(&Observed::Terminal) {
+                        let identifier = self.identifier(&id);
+                        self.clean_workspace(&id, &identifier);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "released retries: tracker states not readable; workspaces kept")
             }
         }
     }
@@ -877,7 +981,6 @@ impl Actor {
                 output_tokens: u.output,
                 total_tokens: u.total,
             }),
-            absolute: true,
         };
         self.scheduler
             .agent_event(&event.issue_id, update, std::time::Instant::now());
@@ -1068,6 +1171,39 @@ impl Actor {
                 reload_error: self.store.last_error().map(ToString::to_string),
                 preflight_error: self.preflight_error.clone(),
             },
+            tracker: &self.tracker_health,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn spec_17_7_a_panic_in_the_orchestrator_task_is_a_failure_with_its_message() {
+        let (api, _api_rx) = mpsc::channel(1);
+        let (shutdown, _) = watch::channel(false);
+        let mut service = Service {
+            http_addr: None,
+            api,
+            shutdown: ShutdownHandle(Arc::new(shutdown)),
+            task: tokio::spawn(async {
+                let dispatched: Vec<u32> = Vec::new();
+                // An index out of bounds, as a bug in the task would panic.
+                let first = dispatched.get(3).copied();
+                #[allow(clippy::panic)]
+                if first.is_none() {
+                    panic!("index 3 out of range");
+                }
+                RunSummary::default()
+            }),
+        };
+        let summary = service.wait().await;
+        assert_eq!(
+            summary.failure.as_deref(),
+            Some("the orchestrator task panicked: index 3 out of range")
+        );
+        assert!(!summary.as_designed());
     }
 }

@@ -77,6 +77,7 @@ pub fn render_prompt(
     let Some(template) = compile(definition)? else {
         return Ok(DEFAULT_PROMPT.to_owned());
     };
+    let issue = crate::issue::prompt_issue(issue);
     let globals = serde_json::json!({ "issue": issue, "attempt": attempt });
     let globals =
         liquid::model::to_object(&globals).map_err(|e| render_error(one_line(&e.to_string())))?;

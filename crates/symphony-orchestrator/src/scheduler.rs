@@ -31,6 +31,9 @@ pub struct Candidate {
     pub identifier: String,
     /// Current tracker state.
     pub state: String,
+    /// SPEC §4.1.1 `dispatchable`, derived by the tracker adapter: `false` candidates are
+    /// never dispatched.
+    pub dispatchable: bool,
 }
 
 /// Token counts as reported by agents (SPEC §13.5).
@@ -295,7 +298,7 @@ impl Scheduler {
             if slots == 0 {
                 break;
             }
-            if self.claimed.contains(&candidate.id) {
+            if !candidate.dispatchable || self.claimed.contains(&candidate.id) {
                 continue;
             }
             let key = candidate.state.trim().to_ascii_lowercase();
@@ -332,8 +335,9 @@ impl Scheduler {
         );
     }
 
-    /// Records an agent event for a running issue; `absolute` usage is a thread total whose
-    /// growth is added to the aggregate, otherwise usage is a delta (SPEC §13.5).
+    /// Records an agent event for a running issue. Usage is the session's absolute total (what
+    /// every runner reports, `runner::TokenUsage`): its growth since the last report is added
+    /// to the run and the aggregate, so repeated reports count once (SPEC §13.5).
     pub fn agent_event(&mut self, id: &str, event: AgentUpdate, now: Instant) {
         let Some(run) = self.running.get_mut(id) else {
             return;
@@ -348,23 +352,18 @@ impl Scheduler {
         run.last_event = Some(event.name);
         run.last_message = event.message.or(run.last_message.take());
         if let Some(usage) = event.usage {
-            let delta = if event.absolute {
-                let d = Tokens {
-                    input_tokens: usage
-                        .input_tokens
-                        .saturating_sub(run.last_reported.input_tokens),
-                    output_tokens: usage
-                        .output_tokens
-                        .saturating_sub(run.last_reported.output_tokens),
-                    total_tokens: usage
-                        .total_tokens
-                        .saturating_sub(run.last_reported.total_tokens),
-                };
-                run.last_reported = usage;
-                d
-            } else {
-                usage
+            let delta = Tokens {
+                input_tokens: usage
+                    .input_tokens
+                    .saturating_sub(run.last_reported.input_tokens),
+                output_tokens: usage
+                    .output_tokens
+                    .saturating_sub(run.last_reported.output_tokens),
+                total_tokens: usage
+                    .total_tokens
+                    .saturating_sub(run.last_reported.total_tokens),
             };
+            run.last_reported = usage;
             for (sum, add) in [(&mut run.tokens, delta), (&mut self.totals, delta)] {
                 sum.input_tokens += add.input_tokens;
                 sum.output_tokens += add.output_tokens;
@@ -592,10 +591,8 @@ pub struct AgentUpdate {
     pub session_id: Option<String>,
     /// Whether this event starts a new turn.
     pub new_turn: bool,
-    /// Token usage carried by the event.
+    /// The session's absolute token totals, when the event carries usage.
     pub usage: Option<Tokens>,
-    /// Whether `usage` is an absolute thread total (else a delta).
-    pub absolute: bool,
 }
 
 /// `min(10 s × 2^(attempt-1), cap)` (SPEC §8.4); attempt 0 is treated as 1.
@@ -626,6 +623,7 @@ mod tests {
             id: id.into(),
             identifier: id.into(),
             state: state.into(),
+            dispatchable: true,
         }
     }
 
@@ -635,6 +633,18 @@ mod tests {
         let delays: Vec<u64> = (1..=7).map(|a| failure_backoff(a, cap).as_secs()).collect();
         assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(failure_backoff(40, cap), cap);
+    }
+
+    #[test]
+    fn spec_17_4_dispatchable_false_issues_are_not_eligible() {
+        let s = Scheduler::new(limits(3, &[]));
+        let blocked = Candidate {
+            dispatchable: false,
+            ..candidate("A", "todo")
+        };
+        let cands = [blocked, candidate("B", "todo")];
+        let ids: Vec<&str> = s.select(&cands).iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["B"]);
     }
 
     #[test]
@@ -760,7 +770,6 @@ mod tests {
                 output_tokens: n / 2,
                 total_tokens: n + n / 2,
             }),
-            absolute: true,
             ..Default::default()
         };
         s.agent_event("A", total(100), t0);

@@ -11,7 +11,7 @@ use symphony_tracker::model::format_timestamp;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use crate::git_issues::Unclaimable;
+use crate::git_issues::{RecordFinding, Unclaimable};
 use crate::runner::AgentEvent;
 use crate::scheduler::{Retry, RetryKind, Running, Scheduler, Tokens};
 
@@ -69,7 +69,8 @@ impl TokenTotals {
     }
 }
 
-/// `GET /api/v1/state` (SPEC §13.7.2 shape plus `node`, `workflow`, `recent_attempts`).
+/// `GET /api/v1/state` (SPEC §13.7.2 shape plus `node`, `workflow`, `tracker`,
+/// `recent_attempts`).
 #[derive(Debug, Clone, Serialize)]
 pub struct StateSnapshot {
     /// When the snapshot was taken.
@@ -91,6 +92,8 @@ pub struct StateSnapshot {
     pub rate_limits: Option<serde_json::Value>,
     /// Workflow health: path, last reload error, last preflight error.
     pub workflow: WorkflowHealth,
+    /// Tracker health: the last candidate fetch's error and findings.
+    pub tracker: TrackerHealth,
     /// The latest ended attempts, newest first.
     pub recent_attempts: Vec<AttemptRow>,
     /// Ready issues this node may not claim, with the reason (as of the last candidate
@@ -179,6 +182,18 @@ pub struct WorkflowHealth {
     pub reload_error: Option<String>,
     /// Why the last tick skipped dispatch, if it did.
     pub preflight_error: Option<String>,
+}
+
+/// What the last candidate fetch saw of the issues file.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TrackerHealth {
+    /// The issues file.
+    pub path: String,
+    /// Why the last candidate fetch failed (no dispatch that tick), if it did.
+    pub fetch_error: Option<String>,
+    /// Records the last successful fetch left out or read with a fallback, with their lines
+    /// (`RecordFinding`: `line`, `issue_id`, `omitted`, `message`).
+    pub findings: Vec<RecordFinding>,
 }
 
 /// One ended attempt.
@@ -367,6 +382,8 @@ pub struct StatusView<'a> {
     pub workflow: WorkflowHealth,
     /// Ready issues this node may not claim (last candidate fetch).
     pub unclaimable: &'a [Unclaimable],
+    /// Tracker health.
+    pub tracker: &'a TrackerHealth,
 }
 
 impl StatusView<'_> {
@@ -412,6 +429,7 @@ impl StatusView<'_> {
             codex_totals: TokenTotals::of(tokens, Some(runtime.as_secs_f64())),
             rate_limits: self.rate_limits.cloned(),
             workflow: self.workflow.clone(),
+            tracker: self.tracker.clone(),
             recent_attempts: self
                 .recent
                 .iter()
@@ -501,6 +519,7 @@ mod tests {
             id: id.into(),
             identifier: format!("{id}-ident"),
             state: "in_progress".into(),
+            dispatchable: true,
         };
         scheduler.dispatched(&candidate("A"), None, t0);
         scheduler.dispatched(&candidate("B"), None, t0);
@@ -515,7 +534,6 @@ mod tests {
                     output_tokens: 5,
                     total_tokens: 15,
                 }),
-                absolute: true,
                 ..AgentUpdate::default()
             },
             t0,
@@ -544,6 +562,7 @@ mod tests {
                 reload_error: None,
                 preflight_error: None,
             },
+            tracker: &TrackerHealth::default(),
         };
         let snapshot = serde_json::to_value(view.snapshot(t0 + Duration::from_secs(2))).unwrap();
         assert_eq!(

@@ -9,8 +9,9 @@
 //! Policies: an existing non-directory at the workspace path is refused (never deleted); a symlink
 //! at the workspace path is refused whatever it points to; a workspace whose `after_create` hook
 //! fails is removed so the next attempt creates it afresh, and so is one whose `after_create`
-//! was cut off (a `.<key>.creating` marker beside it, [`CREATING_SUFFIX`]). `tmp` and `.elixir_ls` at the top of a
-//! workspace are removed on every preparation (SPEC §17.2).
+//! was cut off (a `.<key>.creating` marker beside it, [`CREATING_SUFFIX`]). A reused workspace
+//! is otherwise left exactly as the last attempt left it: the current SPEC (1f3219b, §9.2) no
+//! longer removes `tmp/` or `.elixir_ls/`, and a repository may track a `tmp/` directory.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -26,8 +27,6 @@ pub const MAX_KEY_PREFIX: usize = 128;
 /// runs: a workspace found with it was cut off mid-creation (a killed orchestrator) and is
 /// created afresh instead of being used half-made.
 pub const CREATING_SUFFIX: &str = ".creating";
-/// Temporary artefacts removed from the top of a workspace during preparation (SPEC §17.2).
-pub const TEMPORARY_ARTEFACTS: &[&str] = &["tmp", ".elixir_ls"];
 
 /// A workspace failure. [`WorkspaceError::kind`] gives the stable class.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -252,7 +251,6 @@ impl WorkspaceManager {
                 .map_err(|e| io_error(&path, "create the workspace directory", &e))?;
             created_now = true;
         }
-        remove_temporary_artefacts(&path).await?;
         let mut after_create = None;
         if created_now {
             after_create = run_configured_hook(HookKind::AfterCreate, hooks, &path, env).await;
@@ -364,22 +362,6 @@ pub async fn ensure_inside_root(root: &Path, path: &Path) -> Result<PathBuf, Wor
         return Err(WorkspaceError::NotADirectory { path: resolved });
     }
     Ok(root)
-}
-
-async fn remove_temporary_artefacts(workspace: &Path) -> Result<(), WorkspaceError> {
-    for name in TEMPORARY_ARTEFACTS {
-        let path = workspace.join(name);
-        let removed = match tokio::fs::symlink_metadata(&path).await {
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => Err(e),
-            Ok(meta) if meta.is_dir() => tokio::fs::remove_dir_all(&path).await,
-            // Files and symlinks: remove the entry itself, never a symlink's target.
-            Ok(_) => tokio::fs::remove_file(&path).await,
-        };
-        removed.map_err(|e| io_error(&path, "remove a temporary artefact", &e))?;
-        tracing::debug!(path = %path.display(), "removed temporary workspace artefact");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

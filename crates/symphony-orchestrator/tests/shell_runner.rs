@@ -61,6 +61,21 @@ async fn shell_runner_passes_only_allowlisted_environment() {
 }
 
 #[tokio::test]
+async fn spec_10_1_the_agent_runs_under_bash_lc_in_the_workspace() {
+    let h = support::Harness::new("XSY-9").await;
+    // `[[`, `shopt` and `$BASH_VERSION` are bash's; `login_shell` is set only by `bash -l`.
+    let config = support::runner_config(
+        "runner:\n  command: '[[ -n $BASH_VERSION ]] && shopt -q login_shell && pwd > launched.txt'",
+    );
+    let mut session = AgentSession::start(&config, h.launch.clone())
+        .await
+        .unwrap();
+    bounded(session.run_turn("hello")).await.unwrap();
+    let launched = std::fs::read_to_string(h.workspace.join("launched.txt")).unwrap();
+    assert_eq!(Path::new(launched.trim()), h.workspace.as_path());
+}
+
+#[tokio::test]
 async fn shell_runner_delivers_the_prompt_on_stdin_and_in_the_prompt_file() {
     let h = support::Harness::new("XSY-2").await;
     let config = support::runner_config(

@@ -90,6 +90,12 @@ async fn bounded<T>(fut: impl std::future::Future<Output = T>) -> T {
 #[tokio::test]
 async fn spec_17_5_launch_uses_workspace_cwd_via_bash_lc() {
     let mut fake = FakeServer::new("normal", "").await;
+    // The server starts only under a bash login shell: `[[` is bash syntax (sh fails on it)
+    // and `login_shell` is set only by `bash -l`.
+    let command = fake.config.command.take().unwrap();
+    fake.config.command = Some(format!(
+        "[[ -n $BASH_VERSION ]] && shopt -q login_shell && exec {command}"
+    ));
     let session = fake.start().await.unwrap();
     let first = &fake.records()[0];
     assert_eq!(

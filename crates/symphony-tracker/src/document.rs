@@ -206,7 +206,10 @@ impl Document {
                 part.ids.push(None);
             } else {
                 part.evidence.add_line(line.content);
-                part.ids.push(Some(&id_in(path, line.index, line.content)?));
+                // A damaged line whose id cannot be read is nobody's record: writes keep it
+                // byte for byte and never address it (`docs/tracker.md`, "Damaged files").
+                part.ids
+                    .push(id_in(path, line.index, line.content).ok().as_deref());
             }
             Ok(())
         };
@@ -431,14 +434,27 @@ impl Document {
         }
     }
 
-    /// Line index of the record with `id`, if any.
+    /// Line index of the record with `id`, if any. Lines whose id cannot be read are not
+    /// records of any id (they are damaged; `docs/tracker.md`, "Damaged files").
+    ///
+    /// Errors: [`TrackerError::DuplicateId`] when `id` is defined on two lines (which one is
+    /// meant is unknowable).
     pub fn find(&self, id: &str) -> Result<Option<usize>> {
+        let mut found = None;
         for (index, _) in self.record_lines() {
-            if self.id_of(index)? == id {
-                return Ok(Some(index));
+            if self.id_of(index).is_ok_and(|candidate| candidate == id) {
+                if let Some(first) = found {
+                    return Err(TrackerError::DuplicateId {
+                        path: self.path.clone(),
+                        line: index + 1,
+                        first_line: first + 1,
+                        id: id.to_string(),
+                    });
+                }
+                found = Some(index);
             }
         }
-        Ok(None)
+        Ok(found)
     }
 }
 
@@ -469,8 +485,8 @@ pub(crate) fn split_lines(bytes: &[u8]) -> Vec<Line> {
     lines
 }
 
-/// The checks every line passes before any record is parsed: no git conflict marker, no more
-/// than `max_record_bytes`. `index` is 0-based.
+/// The checks every line passes before any record is parsed: no git conflict marker, no byte
+/// order mark, no more than `max_record_bytes`. `index` is 0-based.
 pub(crate) fn check_line(
     path: &Path,
     index: usize,
@@ -483,6 +499,12 @@ pub(crate) fn check_line(
             line: index + 1,
             bytes: content.len(),
             limit: max_record_bytes,
+        });
+    }
+    if content.starts_with(b"\xEF\xBB\xBF") {
+        return Err(TrackerError::ByteOrderMark {
+            path: path.to_path_buf(),
+            line: index + 1,
         });
     }
     if let Some(marker) = conflict_marker(content) {
@@ -530,7 +552,7 @@ fn id_in<'c>(path: &Path, index: usize, content: &'c str) -> Result<Cow<'c, str>
 }
 
 /// `{"id": "X"` or `{"id":"X"` at the start of a line, with no escapes in `X`.
-fn leading_id(line: &str) -> Option<&str> {
+pub(crate) fn leading_id(line: &str) -> Option<&str> {
     let rest = line.strip_prefix("{\"id\"")?.trim_start();
     let rest = rest.strip_prefix(':')?.trim_start().strip_prefix('"')?;
     let end = rest.find(['"', '\\'])?;
@@ -541,21 +563,32 @@ fn leading_id(line: &str) -> Option<&str> {
 pub fn parse_record(path: &Path, line: usize, content: &str) -> Result<Map<String, Value>> {
     match serde_json::from_str::<Value>(content) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(TrackerError::Json {
-            path: path.to_path_buf(),
-            line,
-            column: 1,
-            message: format!(
-                "expected a JSON object (one issue per line), found {}",
-                json_kind(&other)
-            ),
-        }),
+        Ok(other) => Err(not_an_object(path, line, json_kind(&other))),
         Err(e) => Err(json_error(path, line, content, &e)),
+    }
+}
+
+fn not_an_object(path: &Path, line: usize, found: &str) -> TrackerError {
+    let hint = if found == "an array" {
+        " (a file holding one JSON array converts to JSON Lines with `jq -c '.[]'`)"
+    } else {
+        ""
+    };
+    TrackerError::Json {
+        path: path.to_path_buf(),
+        line,
+        column: 1,
+        message: format!("expected a JSON object (one issue per line), found {found}{hint}"),
     }
 }
 
 /// Parses the scheduling fields of one line.
 pub fn parse_head<'a>(path: &Path, line: usize, content: &'a str) -> Result<IssueHead<'a>> {
+    if content.trim_start().starts_with('[') {
+        // Serde would read an array as a struct's fields in order ("invalid type: map, expected
+        // a string"), which hides what is wrong: the file is not JSON Lines.
+        return Err(not_an_object(path, line, "an array"));
+    }
     serde_json::from_str(content).map_err(|e| {
         if e.is_data() {
             TrackerError::Record {
@@ -642,7 +675,13 @@ mod tests {
         let err = doc("[1, 2]\n").unwrap().record(0).unwrap_err().to_string();
         assert_eq!(
             err,
-            "issues.jsonl:1:1: expected a JSON object (one issue per line), found an array"
+            "issues.jsonl:1:1: expected a JSON object (one issue per line), found an array \
+             (a file holding one JSON array converts to JSON Lines with `jq -c '.[]'`)"
+        );
+        let err = doc("\u{feff}{\"id\": \"A-1\"}\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("issues.jsonl:1:1: the line starts with a UTF-8 byte order mark"),
+            "{err}"
         );
     }
 

@@ -92,6 +92,19 @@ pub enum TrackerError {
         marker: String,
     },
 
+    /// A line starts with a UTF-8 byte order mark (U+FEFF), which JSON Lines does not allow.
+    /// Refused by every command, like conflict markers: the file as a whole needs fixing.
+    #[error(
+        "{path}:{line}:1: the line starts with a UTF-8 byte order mark (U+FEFF); JSON Lines has none \
+         — remove those 3 bytes (e.g. `sed -i '{line}s/^\\xEF\\xBB\\xBF//' {path}`)"
+    )]
+    ByteOrderMark {
+        /// The issues file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+    },
+
     /// Two records share an id.
     #[error("{path}:{line}: duplicate id {id:?} (first defined on line {first_line})")]
     DuplicateId {

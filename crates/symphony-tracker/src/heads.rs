@@ -7,6 +7,12 @@
 //! costs ~9 µs, and an owned head per record (a 380-byte struct and a dozen allocations,
 //! ~1 KB) made faulting in the kept memory cost more than parsing the file. Every line gets
 //! the checks [`crate::Document`] applies, and errors name the first bad line in file order.
+//!
+//! A record that cannot be read — a line that is not a JSON object, a missing or mistyped
+//! scheduling field, an id defined twice — is left out and listed in [`Heads::omitted`]
+//! with its line (Symphony SPEC §11.1: a state-list read omits a malformed record and says
+//! so; `docs/tracker.md`, "Damaged files"). Damage to the file as a whole (conflict
+//! markers, invalid UTF-8, a byte order mark, an oversized line) still fails the scan.
 
 use std::hash::BuildHasher;
 use std::path::Path;
@@ -18,15 +24,26 @@ use crate::error::{Result, TrackerError};
 use crate::model::{Claim, IssueHead, Shard};
 use crate::scan::ScannedLine;
 
+/// A record a read left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Omitted {
+    /// 1-based line in the file.
+    pub line: usize,
+    /// The record's id, when it could be read from the line.
+    pub id: Option<String>,
+    /// Why, located (`FILE:LINE[:COLUMN]: ...`).
+    pub reason: String,
+}
+
 /// The heads of a file, in file order, with a table of their ids.
 pub struct Heads {
     parts: Vec<Part>,
+    /// Records left out, in file order.
+    omitted: Vec<Omitted>,
     /// The position (in file order) of the record defining each id; the last one for an id
     /// defined twice.
     ids: HashTable<usize>,
     hasher: DefaultHashBuilder,
-    /// The first id defined twice, in file order: positions of the second and first records.
-    duplicate: Option<(usize, usize)>,
 }
 
 /// One scanned range's records.
@@ -40,6 +57,8 @@ struct Part {
     records: Vec<Record>,
     /// Each record's label and blocker id spans, labels first.
     lists: Vec<Span>,
+    /// Lines (range-local) that are not records, with the error.
+    damaged: Vec<(usize, Option<String>, TrackerError)>,
 }
 
 /// A string of a record: its byte range in the part's text, relative to the record's first
@@ -66,6 +85,10 @@ struct Record {
     priority: Option<i64>,
     labels: u32,
     blockers: u32,
+    /// Whether a `blocked_by` entry is a bare id string.
+    bare_blocker: bool,
+    /// Left out of every read: its id is defined on another line too.
+    duplicate: bool,
     /// Shard and claim, boxed: most records have neither.
     coordination: Option<Box<Coordination>>,
 }
@@ -160,39 +183,84 @@ impl<'h> HeadRef<'h> {
     pub fn claim(&self) -> Option<&'h Claim> {
         self.record.coordination.as_ref()?.claim.as_ref()
     }
+
+    /// Whether some `blocked_by` entry is a bare id string (read as the ref it names).
+    pub fn has_bare_blocker(&self) -> bool {
+        self.record.bare_blocker
+    }
 }
 
 impl Heads {
-    fn new(parts: Vec<Part>) -> Heads {
+    fn new(path: &Path, mut parts: Vec<Part>, mut omitted: Vec<Omitted>) -> Heads {
         let hasher = DefaultHashBuilder::default();
         let total = parts.iter().map(|part| part.records.len()).sum();
         let mut ids = HashTable::with_capacity(total);
-        let mut duplicate = None;
+        // (position, position of the record defining the id first), for every repeat.
+        let mut repeats = Vec::new();
         let id_at = |position: usize| at(&parts, position).id();
-        for (position, head) in iter(&parts).enumerate() {
+        for (position, head) in all(&parts).enumerate() {
             let id = head.id();
             let hash = hasher.hash_one(id);
-            match ids.find_mut(hash, |&other| id_at(other) == id) {
-                Some(previous) => {
-                    duplicate.get_or_insert((position, *previous));
-                    *previous = position;
-                }
+            match ids.find(hash, |&other| id_at(other) == id) {
+                Some(&first) => repeats.push((position, first)),
                 None => {
                     ids.insert_unique(hash, position, |&other| hasher.hash_one(id_at(other)));
                 }
             }
         }
+        // Which record would be meant is unknowable: every record of a repeated id is left
+        // out, and the id is found nowhere.
+        let mut firsts = Vec::new();
+        for &(position, first) in &repeats {
+            let (head, first_head) = (at(&parts, position), at(&parts, first));
+            omitted.push(Omitted {
+                line: head.line(),
+                id: Some(head.id().to_string()),
+                reason: TrackerError::DuplicateId {
+                    path: path.to_path_buf(),
+                    line: head.line(),
+                    first_line: first_head.line(),
+                    id: head.id().to_string(),
+                }
+                .to_string(),
+            });
+            if !firsts.contains(&first) {
+                firsts.push(first);
+                omitted.push(Omitted {
+                    line: first_head.line(),
+                    id: Some(first_head.id().to_string()),
+                    reason: format!(
+                        "{}:{}: id {:?} is defined again on line {} (which record is meant is unknowable)",
+                        path.display(),
+                        first_head.line(),
+                        first_head.id(),
+                        head.line()
+                    ),
+                });
+            }
+        }
+        for position in repeats.iter().map(|&(p, _)| p).chain(firsts) {
+            let k = parts.partition_point(|part| part.first_record <= position) - 1;
+            let part = &mut parts[k];
+            part.records[position - part.first_record].duplicate = true;
+        }
+        omitted.sort_by_key(|o| o.line);
         Heads {
             parts,
+            omitted,
             ids,
             hasher,
-            duplicate,
         }
     }
 
-    /// Number of records.
+    /// Number of records served (left-out ones not counted).
     pub fn len(&self) -> usize {
-        self.parts.iter().map(|part| part.records.len()).sum()
+        self.iter().count()
+    }
+
+    /// The records left out of this read, in file order.
+    pub fn omitted(&self) -> &[Omitted] {
+        &self.omitted
     }
 
     /// Whether the file holds no record.
@@ -200,34 +268,17 @@ impl Heads {
         self.len() == 0
     }
 
-    /// Every record, in file order.
+    /// Every record, in file order, left-out ones skipped.
     pub fn iter(&self) -> impl Iterator<Item = HeadRef<'_>> {
-        iter(&self.parts)
+        all(&self.parts).filter(|head| !head.record.duplicate)
     }
 
-    /// The record with `id` (the last one for an id defined twice).
+    /// The record with `id`; `None` also for an id defined twice (see [`Heads::omitted`]).
     pub fn get(&self, id: &str) -> Option<HeadRef<'_>> {
         let position = self.ids.find(self.hasher.hash_one(id), |&position| {
             at(&self.parts, position).id() == id
         })?;
-        Some(at(&self.parts, *position))
-    }
-
-    /// Errors with [`TrackerError::DuplicateId`] at the first id defined twice: commands
-    /// refuse to guess which record is meant.
-    pub fn check_unique_ids(&self, path: &Path) -> Result<()> {
-        match self.duplicate {
-            Some((second, first)) => {
-                let (second, first) = (at(&self.parts, second), at(&self.parts, first));
-                Err(TrackerError::DuplicateId {
-                    path: path.to_path_buf(),
-                    line: second.line(),
-                    first_line: first.line(),
-                    id: second.id().to_string(),
-                })
-            }
-            None => Ok(()),
-        }
+        Some(at(&self.parts, *position)).filter(|head| !head.record.duplicate)
     }
 }
 
@@ -247,7 +298,7 @@ impl std::fmt::Debug for HeadRef<'_> {
     }
 }
 
-fn iter(parts: &[Part]) -> impl Iterator<Item = HeadRef<'_>> {
+fn all(parts: &[Part]) -> impl Iterator<Item = HeadRef<'_>> {
     parts.iter().flat_map(|part| {
         part.records
             .iter()
@@ -278,6 +329,7 @@ impl Part {
             text: String::with_capacity(bytes / 8),
             records: Vec::with_capacity(records),
             lists: Vec::with_capacity(records * 4),
+            damaged: Vec::new(),
         }
     }
 
@@ -331,23 +383,35 @@ impl Part {
             priority: head.priority,
             labels: u32::try_from(head.labels.len()).ok()?,
             blockers: u32::try_from(head.blocked_by.len()).ok()?,
+            bare_blocker: head.blocked_by.iter().any(|blocker| blocker.bare),
+            duplicate: false,
             coordination,
         });
         Some(())
     }
 }
 
-/// Streams the heads of the file at `path` ([`crate::scan`]).
+/// Streams the heads of the file at `path` ([`crate::scan`]). A line that is not a record
+/// ([`TrackerError::Json`], [`TrackerError::Record`]) and every record of an id defined twice
+/// are left out and listed in [`Heads::omitted`].
 ///
 /// Errors: [`TrackerError::Missing`], [`TrackerError::Io`], and for the first bad line
 /// [`TrackerError::RecordTooLarge`], [`TrackerError::ConflictMarkers`],
-/// [`TrackerError::InvalidUtf8`], [`TrackerError::Json`] or [`TrackerError::Record`].
+/// [`TrackerError::ByteOrderMark`] or [`TrackerError::InvalidUtf8`].
 pub fn scan(path: &Path, max_record_bytes: usize) -> Result<Heads> {
     let visit = |part: &mut Part, line: ScannedLine<'_>| {
         if line.content.trim().is_empty() {
             return Ok(());
         }
-        let head = parse_head(path, line.index + 1, line.content)?;
+        let head = match parse_head(path, line.index + 1, line.content) {
+            Ok(head) => head,
+            Err(e @ (TrackerError::Json { .. } | TrackerError::Record { .. })) => {
+                let id = crate::document::leading_id(line.content).map(str::to_string);
+                part.damaged.push((line.index, id, e));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         part.push(line.index, &head)
             .ok_or_else(|| TrackerError::RecordTooLarge {
                 path: path.to_path_buf(),
@@ -358,14 +422,22 @@ pub fn scan(path: &Path, max_record_bytes: usize) -> Result<Heads> {
     };
     let scanned = crate::scan::scan(path, max_record_bytes, Part::with_capacity, visit)?;
     let mut parts = Vec::with_capacity(scanned.parts.len());
+    let mut omitted = Vec::new();
     let mut records = 0;
     for (first_line, mut part) in scanned.parts {
         part.first_line = first_line;
         part.first_record = records;
         records += part.records.len();
+        for (line, id, error) in std::mem::take(&mut part.damaged) {
+            omitted.push(Omitted {
+                line: first_line + line + 1,
+                id,
+                reason: crate::scan::relocate(error, first_line).to_string(),
+            });
+        }
         parts.push(part);
     }
-    Ok(Heads::new(parts))
+    Ok(Heads::new(path, parts, omitted))
 }
 
 #[cfg(test)]
@@ -496,11 +568,11 @@ mod tests {
             assert_eq!(heads.get(head.id()).unwrap().line(), head.line());
         }
         assert!(heads.get("XSY-0001").is_none());
-        heads.check_unique_ids(Path::new("f")).unwrap();
+        assert!(heads.omitted().is_empty());
     }
 
     #[test]
-    fn the_first_bad_line_in_file_order_is_reported() {
+    fn conflict_markers_fail_the_scan_and_bad_lines_are_left_out() {
         let mut text = big_text().into_bytes();
         let second_half =
             text.len() / 2 + memchr::memchr(b'\n', &text[text.len() / 2..]).unwrap() + 1;
@@ -514,13 +586,15 @@ mod tests {
             .to_string();
         assert!(err.contains("f:1: unresolved git conflict marker"), "{err}");
         text.drain(0..13);
-        let err = scan_text(&text, DEFAULT_MAX_RECORD_BYTES)
-            .unwrap_err()
-            .to_string();
+        // A line that is not a record is left out and named, not fatal.
+        let heads = scan_text(&text, DEFAULT_MAX_RECORD_BYTES).unwrap();
         let line = memchr::memchr_iter(b'\n', &text[..second_half]).count() + 1;
+        assert_eq!(heads.omitted().len(), 1);
+        assert_eq!(heads.omitted()[0].line, line);
+        let reason = &heads.omitted()[0].reason;
         assert!(
-            err.contains(&format!("f:{line}:8: expected value")),
-            "{err}"
+            reason.ends_with(&format!("issues.jsonl:{line}:8: expected value")),
+            "{reason}"
         );
     }
 
@@ -532,21 +606,65 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_ids_are_refused_with_both_lines_and_the_last_one_is_found() {
+    fn every_record_of_a_duplicate_id_is_left_out_and_named_with_both_lines() {
         let fifth = COMPACT.lines().nth(4).unwrap();
         let text = format!(
             "{COMPACT}{}\n{fifth}\n",
             fifth.replace("\"todo\"", "\"done\"")
         );
         let heads = scan_text(text.as_bytes(), DEFAULT_MAX_RECORD_BYTES).unwrap();
-        let err = heads
-            .check_unique_ids(Path::new("f"))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "f:37: duplicate id \"XSY-0005\" (first defined on line 5)"
+        let lines: Vec<usize> = heads.omitted().iter().map(|o| o.line).collect();
+        assert_eq!(lines, [5, 37, 38]);
+        let reason = &heads.omitted()[1].reason;
+        assert!(
+            reason
+                .ends_with("issues.jsonl:37: duplicate id \"XSY-0005\" (first defined on line 5)"),
+            "{reason}"
         );
-        assert_eq!(heads.get("XSY-0005").unwrap().line(), 38);
+        assert!(
+            heads.get("XSY-0005").is_none(),
+            "which one is meant is unknowable"
+        );
+        assert!(heads.iter().all(|h| h.id() != "XSY-0005"));
+        assert_eq!(heads.len(), 35);
+    }
+
+    #[test]
+    fn lines_that_are_not_records_are_left_out_and_named_the_rest_is_read() {
+        let mut lines: Vec<String> = COMPACT.lines().map(str::to_string).collect();
+        lines[1].truncate(40);
+        lines[2].push_str("xx");
+        lines[3] = "[1, 2]".into();
+        lines[4] = lines[4].replacen("\"labels\":[", "\"labels\":\"x\",\"l\":[", 1);
+        lines[5] = lines[5].replacen(
+            "\"blocked_by\":[{\"id\":\"XSY-0003\"",
+            "\"blocked_by\":[\"XSY-0003\",{\"id\":\"XSY-0004\"",
+            1,
+        );
+        let text = lines.join("\n");
+        let heads = scan_text(text.as_bytes(), DEFAULT_MAX_RECORD_BYTES).unwrap();
+        let omitted: Vec<(usize, Option<&str>)> = heads
+            .omitted()
+            .iter()
+            .map(|o| (o.line, o.id.as_deref()))
+            .collect();
+        assert_eq!(
+            omitted,
+            [
+                (2, Some("XSY-0002")),
+                (3, Some("XSY-0003")),
+                (4, None),
+                (5, Some("XSY-0005"))
+            ]
+        );
+        assert!(
+            heads.omitted()[2].reason.contains("found an array"),
+            "{:?}",
+            heads.omitted()
+        );
+        assert_eq!(heads.len(), COMPACT.lines().count() - 4);
+        let sixth = heads.get("XSY-0006").unwrap();
+        assert!(sixth.has_bare_blocker());
+        assert_eq!(sixth.blocker_ids().next(), Some("XSY-0003"));
     }
 }

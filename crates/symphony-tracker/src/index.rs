@@ -332,10 +332,15 @@ mod tests {
     #[test]
     fn every_write_leaves_an_index_equal_to_a_fresh_scan() {
         type Step = dyn Fn(&mut crate::store::Transaction<'_>) -> crate::Result<()>;
+        // Writes touch only records reads can use: the scheduling fields are there.
         fn record(id: &str) -> serde_json::Map<String, serde_json::Value> {
             let mut map = serde_json::Map::new();
             map.insert("id".into(), id.into());
+            map.insert("identifier".into(), id.into());
             map.insert("title".into(), "é".into());
+            map.insert("state".into(), "todo".into());
+            map.insert("created_at".into(), "2026-01-01T00:00:00Z".into());
+            map.insert("updated_at".into(), "2026-01-01T00:00:00Z".into());
             map
         }
         let crlf = COMPACT.replace('\n', "\r\n");

@@ -75,7 +75,10 @@ pub struct Issue {
 
 /// A `blocked_by` entry (SPEC §4.1.1 blocker ref). `state` is a snapshot taken when the ref
 /// was written; readiness always uses the blocker's live state from the file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// A bare id string (`"blocked_by": ["X-1"]`, written by some tools) reads as the ref
+/// `{"id": "X-1"}`; `symphony validate` warns about it and names the fix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BlockerRef {
     /// Id of the blocking issue; `project:slug` names an issue of another tracker.
     pub id: String,
@@ -88,6 +91,39 @@ pub struct BlockerRef {
     /// Unknown fields, kept.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for BlockerRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The ref object, as the schema writes it.
+        #[derive(Deserialize)]
+        struct Fields {
+            id: String,
+            #[serde(default)]
+            identifier: Option<String>,
+            #[serde(default)]
+            state: Option<String>,
+            #[serde(flatten)]
+            extra: Map<String, Value>,
+        }
+        match Value::deserialize(deserializer)? {
+            Value::String(id) => Ok(BlockerRef {
+                id,
+                identifier: None,
+                state: None,
+                extra: Map::new(),
+            }),
+            other => {
+                let f = Fields::deserialize(other).map_err(serde::de::Error::custom)?;
+                Ok(BlockerRef {
+                    id: f.id,
+                    identifier: f.identifier,
+                    state: f.state,
+                    extra: f.extra,
+                })
+            }
+        }
+    }
 }
 
 /// A link to a related document.
@@ -234,12 +270,58 @@ impl AsRef<str> for Text<'_> {
     }
 }
 
-/// The part of a blocker ref scheduling needs.
-#[derive(Debug, Clone, Deserialize)]
+/// The part of a blocker ref scheduling needs. A bare id string reads as the ref it names
+/// (see [`BlockerRef`]), marked `bare`.
+#[derive(Debug, Clone)]
 pub struct BlockerHead<'a> {
     /// Id of the blocking issue.
-    #[serde(borrow)]
     pub id: Cow<'a, str>,
+    /// Whether the entry was a bare id string rather than a ref object.
+    pub bare: bool,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for BlockerHead<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// Borrows the id from the line when it has no escapes; skips every other field.
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = BlockerHead<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a blocker ref object or an id string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(BlockerHead {
+                    id: Cow::Borrowed(v),
+                    bare: true,
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BlockerHead {
+                    id: Cow::Owned(v.to_string()),
+                    bare: true,
+                })
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut id = None;
+                while let Some(key) = map.next_key::<Text<'de>>()? {
+                    if key.0 == "id" && id.is_none() {
+                        id = Some(map.next_value::<Text<'de>>()?.0);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                let id = id.ok_or_else(|| serde::de::Error::missing_field("id"))?;
+                Ok(BlockerHead { id, bare: false })
+            }
+        }
+        deserializer.deserialize_any(Visit(std::marker::PhantomData))
+    }
 }
 
 impl Issue {

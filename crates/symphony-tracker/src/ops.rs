@@ -256,6 +256,11 @@ pub fn dep_add(tx: &mut Transaction<'_>, id: &str, blocker: &str) -> Result<bool
     let reference = blocker_ref(tx, id, blocker)?;
     tx.modify(id, |record| {
         let refs = blocked_by_mut(record, id)?;
+        // A bare id string becomes the ref object it stands for (the fix `validate` names).
+        if let Some(bare) = refs.iter_mut().find(|r| r.as_str() == Some(blocker)) {
+            *bare = Value::Object(reference);
+            return Ok(());
+        }
         match refs
             .iter_mut()
             .filter_map(Value::as_object_mut)
@@ -578,8 +583,11 @@ fn blocker_path(tx: &mut Transaction<'_>, from: &str, to: &str) -> Result<Option
     Ok(None)
 }
 
+/// The blocker id of a `blocked_by` entry: a ref object's `id`, or a bare id string.
 fn ref_id(reference: &Value) -> Option<&str> {
-    reference.get("id").and_then(Value::as_str)
+    reference
+        .as_str()
+        .or_else(|| reference.get("id").and_then(Value::as_str))
 }
 
 fn blocked_by_mut<'r>(record: &'r mut Map<String, Value>, id: &str) -> Result<&'r mut Vec<Value>> {

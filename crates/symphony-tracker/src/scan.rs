@@ -296,13 +296,14 @@ impl Read for ReadAt<'_> {
 
 /// `error`, from a range whose first line is file line `offset + 1`, with its line made
 /// absolute.
-fn relocate(mut error: TrackerError, offset: usize) -> TrackerError {
+pub(crate) fn relocate(mut error: TrackerError, offset: usize) -> TrackerError {
     match &mut error {
         TrackerError::InvalidUtf8 { line, .. }
         | TrackerError::Json { line, .. }
         | TrackerError::Record { line, .. }
         | TrackerError::RecordTooLarge { line, .. }
-        | TrackerError::ConflictMarkers { line, .. } => *line += offset,
+        | TrackerError::ConflictMarkers { line, .. }
+        | TrackerError::ByteOrderMark { line, .. } => *line += offset,
         _ => {}
     }
     error

@@ -245,8 +245,20 @@ impl Check<'_, '_> {
     }
 
     fn record(&mut self, index: usize, record: Value) {
+        let id = record.get("id").and_then(Value::as_str).unwrap_or("ID");
         for violation in self.rules.schema.check(&record) {
-            self.error(index, &violation.pointer, violation.message);
+            match bare_blocker(&record, &violation.pointer) {
+                // Read as the ref it names (`BlockerRef`); a warning with the fix.
+                Some(blocker) => self.warn(
+                    index,
+                    &violation.pointer,
+                    format!(
+                        "bare id {blocker:?} is read as the ref {{\"id\": {blocker:?}}}; write the \
+                         ref object with `symphony issues dep add {id} {blocker}`"
+                    ),
+                ),
+                None => self.error(index, &violation.pointer, violation.message),
+            }
         }
         let Value::Object(record) = record else {
             return;
@@ -330,7 +342,10 @@ impl Check<'_, '_> {
         };
         let mut blockers = Vec::with_capacity(refs.len());
         for (position, blocker) in refs.iter().enumerate() {
-            let Some(id) = blocker.get("id").and_then(Value::as_str) else {
+            let Some(id) = blocker
+                .as_str()
+                .or_else(|| blocker.get("id").and_then(Value::as_str))
+            else {
                 continue; // the schema reported it
             };
             if let Some(identifier) = blocker.get("identifier").and_then(Value::as_str)
@@ -419,6 +434,15 @@ impl Check<'_, '_> {
             self.push(index, &pointer, severity, message);
         }
     }
+}
+
+/// The id of the bare-string `blocked_by` entry at `pointer` (`/blocked_by/N`), if it is one.
+fn bare_blocker<'r>(record: &'r Value, pointer: &str) -> Option<&'r str> {
+    let position = pointer.strip_prefix("/blocked_by/")?;
+    if !position.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    record.pointer(pointer)?.as_str()
 }
 
 /// Whether a blocker id names an issue of another tracker (`project:slug`).
@@ -564,6 +588,33 @@ mod tests {
         format!(
             r#"{{"id":"{id}","identifier":"{id}","title":"t","description":null,"priority":2,"state":"{state}","branch_name":null,"url":null,"labels":[],"blocked_by":[{blocked_by}],"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-02T00:00:00Z"}}"#
         )
+    }
+
+    #[test]
+    fn a_bare_id_blocker_is_a_warning_with_the_fix_and_still_a_blocker() {
+        let text = [
+            record("A-1", "todo", r#""A-2""#),
+            record("A-2", "todo", r#""A-1""#),
+        ]
+        .join("\n");
+        let report = validate(&text);
+        let rendered = rendered(&report);
+        assert!(
+            rendered[0]
+                .starts_with("issues.jsonl:1: /blocked_by/0: bare id \"A-2\" is read as the ref"),
+            "{rendered:?}"
+        );
+        assert!(
+            rendered[0].ends_with("`symphony issues dep add A-1 A-2`"),
+            "{rendered:?}"
+        );
+        assert_eq!(report.diagnostics[0].severity, Severity::Warning);
+        assert_eq!(report.warning_count(), 2);
+        assert_eq!(
+            report.error_count(),
+            1,
+            "the cycle A-1 → A-2 → A-1: {rendered:?}"
+        );
     }
 
     #[test]

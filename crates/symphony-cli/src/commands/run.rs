@@ -3,7 +3,9 @@
 //!
 //! Exit codes: 0 after a normal shutdown (Ctrl-C, SIGTERM) and after `--once` when every
 //! dispatched issue ended as designed (handed off, or stopped because it left the active
-//! states); 1 after `--once` when some did not; 2 when start-up fails (the error's kind and
+//! states); 1 after `--once` when some did not or a candidate fetch failed and nothing ran,
+//! and whenever the orchestrator task fails (a panic: its message is printed, SPEC §17.7); 2
+//! when start-up fails (the error's kind and
 //! path are printed: `missing_workflow_file`, `workflow_parse_error`, preflight kinds,
 //! `tracker_unavailable`, `node_identity_unavailable`, `http_bind_failed`).
 //!
@@ -112,10 +114,25 @@ async fn serve(args: RunArgs) -> ExitCode {
     });
     let summary = service.wait().await;
     signals.abort();
-    if args.once {
-        print_summary(&summary);
+    if let Some(failure) = &summary.failure {
+        err(&format!("error: orchestrator_failed: {failure}"));
+    } else if args.once {
+        for line in summary_lines(&summary) {
+            out(&line);
+        }
     }
-    if args.once && !summary.interrupted && !summary.as_designed() {
+    exit_code(&summary, args.once)
+}
+
+/// 1 when the orchestrator task failed, or after `--once` when an attempt did not end as
+/// designed or nothing ran because the candidate fetch failed; else 0.
+fn exit_code(summary: &RunSummary, once: bool) -> ExitCode {
+    let failed = summary.failure.is_some();
+    let once_failed = once
+        && !summary.interrupted
+        && (!summary.as_designed()
+            || (summary.attempts.is_empty() && summary.fetch_error.is_some()));
+    if failed || once_failed {
         ExitCode::from(NOT_AS_DESIGNED)
     } else {
         ExitCode::SUCCESS
@@ -157,18 +174,26 @@ fn err(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-/// The `--once` table: one row per attempt, then the verdict.
-fn print_summary(summary: &RunSummary) {
+/// The `--once` report: one row per attempt, then the verdict; without attempts, why.
+fn summary_lines(summary: &RunSummary) -> Vec<String> {
     if summary.attempts.is_empty() {
-        out("symphony run --once: no issue was ready to dispatch");
+        let mut lines = vec![match &summary.fetch_error {
+            Some(error) => {
+                format!(
+                    "symphony run --once: nothing was dispatched: candidate fetch failed: {error}"
+                )
+            }
+            None => "symphony run --once: no issue was ready to dispatch".to_string(),
+        }];
         for blocked in &summary.unclaimable {
-            out(&format!(
+            lines.push(format!(
                 "  {} is ready but not claimable by this node: {}",
                 blocked.issue_identifier, blocked.reason
             ));
         }
-        return;
+        return lines;
     }
+    let mut lines = Vec::new();
     let rows: Vec<[String; 5]> = summary
         .attempts
         .iter()
@@ -195,7 +220,7 @@ fn print_summary(summary: &RunSummary) {
             line.push_str(&format!("{cell:<width$}  "));
         }
         line.push_str(&row[4]);
-        out(line.trim_end());
+        lines.push(line.trim_end().to_string());
     }
     let designed = summary.attempts.iter().filter(|a| a.as_designed).count();
     let total = summary.attempts.len();
@@ -206,7 +231,46 @@ fn print_summary(summary: &RunSummary) {
     } else {
         format!("{} not as designed", total - designed)
     };
-    out(&format!(
+    lines.push(format!(
         "{total} attempt(s): {designed} as designed; {verdict}"
     ));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn once_says_why_nothing_ran_and_exits_1_when_the_candidate_fetch_failed() {
+        let summary = RunSummary {
+            fetch_error: Some(
+                "issues/issues.jsonl:1:1: the line starts with a UTF-8 byte order mark".into(),
+            ),
+            ..RunSummary::default()
+        };
+        assert_eq!(
+            summary_lines(&summary),
+            [
+                "symphony run --once: nothing was dispatched: candidate fetch failed: issues/issues.jsonl:1:1: the line starts with a UTF-8 byte order mark"
+            ]
+        );
+        assert_eq!(exit_code(&summary, true), ExitCode::from(NOT_AS_DESIGNED));
+        let idle = RunSummary::default();
+        assert_eq!(
+            summary_lines(&idle),
+            ["symphony run --once: no issue was ready to dispatch"]
+        );
+        assert_eq!(exit_code(&idle, true), ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn spec_17_7_a_failed_orchestrator_task_exits_non_zero() {
+        let summary = RunSummary {
+            failure: Some("the orchestrator task panicked: boom".into()),
+            ..RunSummary::default()
+        };
+        assert_eq!(exit_code(&summary, false), ExitCode::from(NOT_AS_DESIGNED));
+        assert_eq!(exit_code(&summary, true), ExitCode::from(NOT_AS_DESIGNED));
+    }
 }

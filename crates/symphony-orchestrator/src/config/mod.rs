@@ -14,12 +14,12 @@ use serde::Deserialize;
 use symphony_tracker::StateConfig;
 
 pub use preflight::{PreflightError, SUPPORTED_TRACKER_KIND, preflight, preflight_problems};
-pub use resolve::{EnvLookup, Secret, process_env};
+pub use resolve::{EnvLookup, process_env};
 
 use crate::runner::presets;
 use crate::workflow::{WorkflowDefinition, WorkflowError, keyed_yaml_error};
 use raw::{RawCodex, RawFrontMatter, RawRunner, RawTracker};
-use resolve::{PathValue, resolve_path, resolve_secret};
+use resolve::{PathValue, resolve_path};
 
 /// Default `tracker.path`, relative to the workflow file's directory.
 pub const DEFAULT_TRACKER_PATH: &str = "issues/issues.jsonl";
@@ -98,13 +98,9 @@ pub struct TrackerConfig {
     /// The JSONL issues file: `tracker.path` resolved against the workflow directory
     /// (default `issues/issues.jsonl`).
     pub path: PathBuf,
-    /// `tracker.endpoint` as written (SPEC §5.3.1; unused by `git_issues`, never rewritten).
-    pub endpoint: Option<String>,
-    /// `tracker.api_key` after `$VAR` resolution; `None` when absent or empty (SPEC §5.3.1;
-    /// unused by `git_issues`).
-    pub api_key: Option<Secret>,
-    /// `tracker.project_slug` as written (unused by `git_issues`).
-    pub project_slug: Option<String>,
+    /// `tracker.provider` as written (SPEC §5.3.1: adapter-owned, unknown keys preserved);
+    /// `None` when absent. `git_issues` takes no provider keys: [`preflight`] refuses any.
+    pub provider: Option<serde_yaml::Value>,
     /// `tracker.{active,terminal,review,blocked}_states`: the one definition of what each
     /// state means, shared with the tracker's readiness, claim and handoff rules.
     pub states: StateConfig,
@@ -294,11 +290,7 @@ impl ServiceConfig {
                 before_run: script(hooks.before_run),
                 after_run: script(hooks.after_run),
                 before_remove: script(hooks.before_remove),
-                timeout_ms: hooks
-                    .timeout_ms
-                    .and_then(|t| u64::try_from(t.0).ok())
-                    .filter(|t| *t > 0)
-                    .unwrap_or(DEFAULT_HOOK_TIMEOUT_MS),
+                timeout_ms: hooks.timeout_ms.map_or(DEFAULT_HOOK_TIMEOUT_MS, |t| t.0),
             },
             agent: AgentConfig {
                 max_concurrent_agents: agent
@@ -363,9 +355,7 @@ fn tracker_config(raw: RawTracker, dir: &Path, env: EnvLookup<'_>) -> TrackerCon
             .path
             .and_then(|p| path_or_default("tracker.path", &p, dir, env))
             .unwrap_or_else(|| dir.join(DEFAULT_TRACKER_PATH)),
-        endpoint: raw.endpoint.filter(|s| !s.trim().is_empty()),
-        api_key: raw.api_key.and_then(|k| resolve_secret(&k, env)),
-        project_slug: raw.project_slug.filter(|s| !s.trim().is_empty()),
+        provider: raw.provider.filter(|p| !p.is_null()),
         states: StateConfig {
             active: states(raw.active_states, DEFAULT_ACTIVE_STATES),
             terminal: states(raw.terminal_states, DEFAULT_TERMINAL_STATES),
@@ -587,10 +577,18 @@ mod tests {
     }
 
     #[test]
-    fn hook_timeout_non_positive_falls_back_to_default() {
-        assert_eq!(config("hooks:\n  timeout_ms: 0").hooks.timeout_ms, 60_000);
-        assert_eq!(config("hooks:\n  timeout_ms: -5").hooks.timeout_ms, 60_000);
+    fn spec_5_3_4_invalid_hook_timeouts_fail_validation() {
+        assert_eq!(config("hooks: {}").hooks.timeout_ms, 60_000);
         assert_eq!(config("hooks:\n  timeout_ms: '250'").hooks.timeout_ms, 250);
+        for bad in ["0", "-5", "soon"] {
+            let text = format!("---\nhooks:\n  timeout_ms: {bad}\n---\n");
+            let err = parse_workflow(Path::new("/r/WORKFLOW.md"), &text).unwrap_err();
+            assert_eq!(err.kind(), "workflow_parse_error", "{bad}: {err}");
+            assert!(
+                err.to_string().contains("WORKFLOW.md:3:"),
+                "{bad}: names the line: {err}"
+            );
+        }
     }
 
     #[test]
@@ -688,18 +686,16 @@ mod tests {
     }
 
     #[test]
-    fn secrets_and_paths_resolve_from_the_given_environment() {
+    fn paths_resolve_from_the_given_environment() {
         let env = |name: &str| match name {
-            "TRACKER_TOKEN" => Some("tok".to_owned()),
             "WS_ROOT" => Some("/srv/ws".to_owned()),
             "HOME" => Some("/home/me".to_owned()),
             _ => None,
         };
-        let text = "---\ntracker:\n  api_key: $TRACKER_TOKEN\n  path: ~/issues.jsonl\nworkspace:\n  root: $WS_ROOT/sub\n---\n";
+        let text = "---\ntracker:\n  path: ~/issues.jsonl\nworkspace:\n  root: $WS_ROOT/sub\n---\n";
         let c = parse_workflow_in_env(Path::new("/r/WORKFLOW.md"), text, &env)
             .unwrap()
             .config;
-        assert_eq!(c.tracker.api_key.as_ref().map(Secret::expose), Some("tok"));
         assert_eq!(c.tracker.path, PathBuf::from("/home/me/issues.jsonl"));
         assert_eq!(c.workspace.root, PathBuf::from("/srv/ws/sub"));
     }

@@ -24,6 +24,16 @@ pub enum PreflightError {
         /// The supported kind.
         supported: &'static str,
     },
+    /// `tracker.provider` holds what the `git_issues` adapter does not take (SPEC §5.3.1:
+    /// provider keys are validated by the selected adapter; `git_issues` has none — its
+    /// settings are `tracker.path`, `tracker.id_prefix`, `tracker.id_scheme`, `tracker.commit`).
+    #[error("tracker.provider{key}: the git_issues tracker takes no provider keys ({fix})")]
+    InvalidTrackerConfig {
+        /// `.KEY` for the first unknown key; empty when `provider` is not a map.
+        key: String,
+        /// What to do instead.
+        fix: &'static str,
+    },
     /// `runner.preset` names no known preset.
     #[error("runner.preset `{preset}` is unknown; known presets: {known}")]
     UnknownRunnerPreset {
@@ -59,6 +69,7 @@ impl PreflightError {
             Self::UnknownRunnerPreset { .. } => "unknown_runner_preset",
             Self::RunnerPresetKindMismatch { .. } => "runner_preset_kind_mismatch",
             Self::MissingRunnerCommand => "missing_runner_command",
+            Self::InvalidTrackerConfig { .. } => "invalid_tracker_config",
         }
     }
 }
@@ -82,6 +93,9 @@ pub fn preflight_problems(config: &ServiceConfig) -> Vec<PreflightError> {
             kind: other.to_owned(),
             supported: SUPPORTED_TRACKER_KIND,
         }),
+    }
+    if let Some(problem) = git_issues_provider_problem(config.tracker.provider.as_ref()) {
+        problems.push(problem);
     }
     let runner = &config.runner;
     if let Some(name) = runner.preset.as_deref() {
@@ -108,6 +122,26 @@ pub fn preflight_problems(config: &ServiceConfig) -> Vec<PreflightError> {
         problems.push(PreflightError::MissingRunnerCommand);
     }
     problems
+}
+
+/// The `git_issues` adapter's check of `tracker.provider`: absent or `{}`.
+fn git_issues_provider_problem(provider: Option<&serde_yaml::Value>) -> Option<PreflightError> {
+    const FIX: &str =
+        "remove tracker.provider; set tracker.path, tracker.id_prefix or tracker.commit instead";
+    match provider? {
+        serde_yaml::Value::Mapping(map) => {
+            let (key, _) = map.iter().next()?;
+            let key = match key {
+                serde_yaml::Value::String(key) => format!(".{key}"),
+                other => format!(".{other:?}"),
+            };
+            Some(PreflightError::InvalidTrackerConfig { key, fix: FIX })
+        }
+        _ => Some(PreflightError::InvalidTrackerConfig {
+            key: String::new(),
+            fix: "it must be a map, and for git_issues an empty one",
+        }),
+    }
 }
 
 /// Validates that `config` can poll and launch workers (SPEC §6.3).
@@ -141,6 +175,39 @@ mod tests {
     fn git_issues_with_a_command_passes() {
         assert!(
             problems("tracker:\n  kind: git_issues\nrunner:\n  command: ./agent.sh").is_empty()
+        );
+    }
+
+    #[test]
+    fn spec_17_1_tracker_provider_is_kept_and_validated_by_the_git_issues_adapter() {
+        let base = "tracker:\n  kind: git_issues\nrunner:\n  command: a";
+        assert!(problems(&format!("{base}\n")).is_empty());
+        let text =
+            "---\ntracker:\n  kind: git_issues\n  provider: {}\nrunner:\n  command: a\n---\n";
+        let wf = parse_workflow(Path::new("/r/WORKFLOW.md"), text).unwrap();
+        assert!(preflight(&wf.config).is_ok(), "an empty provider map");
+        let text = "---\ntracker:\n  kind: git_issues\n  provider:\n    endpoint: https://x\n    nested: {a: 1}\nrunner:\n  command: a\n---\n";
+        let wf = parse_workflow(Path::new("/r/WORKFLOW.md"), text).unwrap();
+        let provider = wf.config.tracker.provider.as_ref().unwrap();
+        assert_eq!(
+            provider["nested"]["a"],
+            serde_yaml::Value::from(1),
+            "kept as written"
+        );
+        let err = preflight(&wf.config).unwrap_err();
+        assert_eq!(err.kind(), "invalid_tracker_config");
+        assert!(
+            err.to_string().starts_with("tracker.provider.endpoint: "),
+            "{err}"
+        );
+        let text =
+            "---\ntracker:\n  kind: git_issues\n  provider: [1]\nrunner:\n  command: a\n---\n";
+        let wf = parse_workflow(Path::new("/r/WORKFLOW.md"), text).unwrap();
+        assert!(
+            preflight(&wf.config)
+                .unwrap_err()
+                .to_string()
+                .contains("must be a map")
         );
     }
 

@@ -29,9 +29,8 @@ pub(super) struct RawFrontMatter {
 pub(super) struct RawTracker {
     pub kind: Option<String>,
     pub path: Option<String>,
-    pub endpoint: Option<String>,
-    pub api_key: Option<String>,
-    pub project_slug: Option<String>,
+    /// SPEC §5.3.1 `tracker.provider`: adapter-owned, kept as written.
+    pub provider: Option<serde_yaml::Value>,
     pub active_states: Option<StrList>,
     pub terminal_states: Option<StrList>,
     pub review_states: Option<StrList>,
@@ -61,7 +60,8 @@ pub(super) struct RawHooks {
     pub before_run: Option<String>,
     pub after_run: Option<String>,
     pub before_remove: Option<String>,
-    pub timeout_ms: Option<Int>,
+    /// SPEC §5.3.4: an invalid value fails configuration validation.
+    pub timeout_ms: Option<PosInt>,
 }
 
 #[derive(Debug, Default, Deserialize)]

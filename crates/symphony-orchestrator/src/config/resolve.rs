@@ -1,7 +1,6 @@
 //! `$VAR` and `~` resolution for config values (SPEC §6.1). Applied only to local filesystem
-//! paths and secrets; URIs and shell commands are never rewritten.
+//! paths (`git_issues` has no secret keys); URIs and shell commands are never rewritten.
 
-use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 /// Looks up an environment variable; the process environment in production, a map in tests.
@@ -10,30 +9,6 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// The process environment as an [`EnvLookup`]. Non-UTF-8 values count as unset.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
-}
-
-/// A secret value from the config (for example `tracker.api_key`). Its `Debug` and `Display`
-/// never show the value (SPEC §15.3); call [`Secret::expose`] at the point of use.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret value. Never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// Splits `$NAME rest` or `${NAME}rest` into `(NAME, rest)` when `raw` starts with one.
@@ -55,18 +30,6 @@ fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Resolves a secret: a value that is exactly `$NAME` (or `${NAME}`) reads that variable; any
-/// other non-empty value is a literal. An unset or empty variable, or an empty literal, is
-/// `None`: the key counts as missing (SPEC §5.3.1).
-pub(super) fn resolve_secret(raw: &str, env: EnvLookup<'_>) -> Option<Secret> {
-    let raw = raw.trim();
-    let value = match env_reference(raw) {
-        Some((name, "")) => env(name)?,
-        _ => raw.to_owned(),
-    };
-    (!value.is_empty()).then_some(Secret(value))
 }
 
 /// The outcome of resolving a path value.
@@ -135,19 +98,6 @@ mod tests {
             "EMPTY" => Some(String::new()),
             _ => None,
         }
-    }
-
-    #[test]
-    fn secrets_resolve_variables_and_treat_empty_as_missing() {
-        assert_eq!(resolve_secret("$KEY", &env).unwrap().expose(), "s3cr3t");
-        assert_eq!(resolve_secret("${KEY}", &env).unwrap().expose(), "s3cr3t");
-        assert_eq!(resolve_secret("literal", &env).unwrap().expose(), "literal");
-        assert!(resolve_secret("$EMPTY", &env).is_none());
-        assert!(resolve_secret("$UNSET", &env).is_none());
-        assert_eq!(
-            format!("{:?}", resolve_secret("$KEY", &env)),
-            "Some(Secret(<redacted>))"
-        );
     }
 
     #[test]

@@ -12,12 +12,13 @@ mod ready;
 mod show;
 mod update;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Subcommand;
 use symphony_tracker::heads::Heads;
-use symphony_tracker::{Document, Store, Transaction, git, ids};
+use symphony_tracker::{Document, Store, Transaction, git};
 
 use super::Outcome;
 use crate::workflow_tracker::{self, TrackerSettings};
@@ -63,18 +64,32 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// Reads the file for a read command, refusing a file with an id defined twice (which
-    /// record would be meant is unknowable; `symphony validate` lists every duplicate).
+    /// Reads the file whole for a read command. Damaged lines stay unread: only the
+    /// command's own record is parsed, and an id defined twice is refused where it is
+    /// looked up (`docs/tracker.md`, "Damaged files").
     pub fn read(&self) -> anyhow::Result<Document> {
-        let document = self.store.read()?;
-        ids::unique_ids(&document)?;
-        Ok(document)
+        Ok(self.store.read()?)
     }
 
-    /// Streams the scheduling fields of every record, refusing duplicate ids likewise.
+    /// Streams the scheduling fields of every record. Records left out (not a record, an id
+    /// defined twice) and bare-string blockers are named on stderr, one warning each; the
+    /// command goes ahead.
     pub fn read_heads(&self) -> anyhow::Result<Heads> {
         let heads = self.store.read_heads()?;
-        heads.check_unique_ids(self.store.path())?;
+        let mut err = std::io::stderr().lock();
+        for omitted in heads.omitted() {
+            // A closed stderr must not stop a read.
+            let _ = writeln!(err, "warning: {}; the record is left out", omitted.reason);
+        }
+        for head in heads.iter().filter(|head| head.has_bare_blocker()) {
+            let _ = writeln!(
+                err,
+                "warning: {}:{}: /blocked_by: a bare id string is read as the ref it names \
+                 (`symphony validate` shows the fix)",
+                self.store.path().display(),
+                head.line()
+            );
+        }
         Ok(heads)
     }
 }
