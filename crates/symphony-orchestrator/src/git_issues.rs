@@ -320,6 +320,23 @@ impl GitIssues {
         // fetch reads them; the requested records are then read whole.
         let heads = self.store.read_heads()?;
         let index = ReadyIndex::new(&heads, &settings.states, settings.claim_ttl_ms, now);
+        self.snapshots(ids, |id| {
+            heads.get(id).is_some_and(|head| {
+                self.claimability(head, &index, settings, now) == Claimability::Claimable
+            })
+        })
+    }
+
+    /// The normalized snapshots of `ids` (a set; absent ones omitted), with `dispatchable`
+    /// from `dispatchable(id)`. Errors: as [`GitIssues::fetch_issues_by_ids`].
+    fn snapshots(
+        &self,
+        ids: &[String],
+        mut dispatchable: impl FnMut(&str) -> bool,
+    ) -> Result<Vec<Issue>, TrackerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let document = self.store.read()?;
         let mut seen = std::collections::HashSet::new();
         let mut issues = Vec::new();
@@ -332,15 +349,12 @@ impl GitIssues {
             };
             let head = document.head(line)?;
             let record = document.record(line)?;
-            let dispatchable = heads.get(id).is_some_and(|head| {
-                self.claimability(head, &index, settings, now) == Claimability::Claimable
-            });
-            issues.push(Issue::normalize(&head, &record, dispatchable));
+            issues.push(Issue::normalize(&head, &record, dispatchable(id)));
         }
         Ok(issues)
     }
 
-    /// Reconciliation (SPEC §16.3) over [`GitIssues::fetch_issues_by_ids`]: what the tracker
+    /// Reconciliation (SPEC §16.3) over the snapshots of [`GitIssues::fetch_issues_by_ids`]: what the tracker
     /// says now about each running issue. `runs` pairs each id with the start of its run; an
     /// issue in a review state whose handoff is at least that recent was handed off by that
     /// run ([`Observed::HandedOff`]); an active issue that lost a required label is
@@ -355,7 +369,9 @@ impl GitIssues {
         let ids: Vec<String> = runs.iter().map(|(id, _)| id.clone()).collect();
         let since: HashMap<&str, OffsetDateTime> =
             runs.iter().map(|(id, at)| (id.as_str(), *at)).collect();
-        let issues = self.fetch_issues_by_ids(settings, &ids, OffsetDateTime::now_utc())?;
+        // Reconciliation classifies by state, labels and handoff, never by `dispatchable`, so
+        // it skips the scan of every record's blockers that `dispatchable` needs.
+        let issues = self.snapshots(&ids, |_| false)?;
         Ok(issues
             .into_iter()
             .map(|issue| {
