@@ -13,26 +13,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use symphony_tests::{Daemon, IssueSpec, Repo, issues_text, text, wait_for, workflow};
 
+#[path = "../crates/symphony-orchestrator/tests/support/codex_bin.rs"]
+mod codex_bin;
+
+/// The codex version the runner targets (`runner::codex::TARGET_CODEX_VERSION`).
 const TARGET_CODEX_VERSION: &str = "0.171.0";
 
 fn codex_bin(test: &str) -> Option<PathBuf> {
-    let from_env = std::env::var_os("SYMPHONY_CODEX_BIN").filter(|v| !v.is_empty());
-    let cached = std::env::var_os("HOME").map(|home| {
-        Path::new(&home).join(format!(
-            ".cache/symphony/codex-{TARGET_CODEX_VERSION}/node_modules/.bin/codex"
-        ))
-    });
-    let bin = from_env
-        .map(PathBuf::from)
-        .or(cached)
-        .filter(|p| p.is_file());
-    if bin.is_none() {
-        eprintln!(
-            "\n!!!!! SKIPPED {test}: no codex binary (run .ci/install-codex.sh, or set \
-             SYMPHONY_CODEX_BIN) !!!!!\n"
-        );
-    }
-    bin
+    codex_bin::installed_codex(test, TARGET_CODEX_VERSION)
 }
 
 /// The scripted model as a child process; killed on drop.

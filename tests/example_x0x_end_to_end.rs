@@ -10,21 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use symphony_tests::{run_bounded, symphony_bin, text};
-
-const READY: [&str; 7] = [
-    "XSY-0003", "XSY-0004", "XSY-0005", "XSY-0011", "XSY-0012", "XSY-0027", "XSY-0030",
-];
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
-    text(&out.stdout)
-}
+use symphony_tests::{X0X_READY, git_in, run_bounded, symphony_bin, text};
 
 #[test]
 fn example_x0x_run_hands_off_every_ready_issue_and_leaves_the_rest_byte_identical() {
@@ -56,7 +42,7 @@ fn example_x0x_run_hands_off_every_ready_issue_and_leaves_the_rest_byte_identica
     for (before, after) in fixture.lines().zip(after.lines()) {
         let record: Value = serde_json::from_str(after).unwrap();
         let id = record["id"].as_str().unwrap();
-        if !READY.contains(&id) {
+        if !X0X_READY.contains(&id) {
             assert_eq!(before, after, "{id} untouched, byte for byte");
             continue;
         }
@@ -93,11 +79,11 @@ fn example_x0x_run_hands_off_every_ready_issue_and_leaves_the_rest_byte_identica
         let clone = repo.join(format!(".symphony/workspaces/{id}/repo"));
         let branch = format!("symphony/{id}");
         assert_eq!(
-            git(&clone, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(),
+            git_in(&clone, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(),
             branch
         );
         assert_eq!(
-            git(&clone, &["show", "--name-only", "--format=", "HEAD"]).trim(),
+            git_in(&clone, &["show", "--name-only", "--format=", "HEAD"]).trim(),
             format!("notes/{id}.md")
         );
     }
@@ -106,10 +92,10 @@ fn example_x0x_run_hands_off_every_ready_issue_and_leaves_the_rest_byte_identica
             "note: this symphony build has no `issues handoff`; every agent used .symphony/handoff.json"
         );
     }
-    let log = git(&repo, &["log", "--format=%s"]);
+    let log = git_in(&repo, &["log", "--format=%s"]);
     let subjects: Vec<&str> = log.lines().collect();
     assert_eq!(subjects.len(), 8, "{log}");
-    for id in READY {
+    for id in X0X_READY {
         assert!(
             subjects
                 .iter()
@@ -118,9 +104,9 @@ fn example_x0x_run_hands_off_every_ready_issue_and_leaves_the_rest_byte_identica
         );
     }
     assert_eq!(
-        git(&repo, &["status", "--porcelain"]),
+        git_in(&repo, &["status", "--porcelain"]),
         "",
         "everything recorded is committed"
     );
-    assert_eq!(git(&repo, &["show", "HEAD:issues/issues.jsonl"]), after);
+    assert_eq!(git_in(&repo, &["show", "HEAD:issues/issues.jsonl"]), after);
 }

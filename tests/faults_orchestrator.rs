@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use symphony_tests::{
-    Daemon, IssueSpec, Repo, alive, issues_text, processes_in, run_bounded, symphony_bin, text,
-    wait_for, workflow,
+    Daemon, IssueSpec, Repo, X0X_READY, alive, git_in, issues_text, processes_in, run_bounded,
+    symphony_bin, text, wait_for, workflow,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -309,20 +309,6 @@ fn example_repo(scratch: &Path) -> (PathBuf, PathBuf) {
     (repo, marks)
 }
 
-const READY: [&str; 7] = [
-    "XSY-0003", "XSY-0004", "XSY-0005", "XSY-0011", "XSY-0012", "XSY-0027", "XSY-0030",
-];
-
-fn git_in(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
-    text(&out.stdout)
-}
-
 fn run_example(repo: &Path) -> Command {
     let mut cmd = Command::new(symphony_bin());
     cmd.args(["run", "--once", "WORKFLOW.md"]).current_dir(repo);
@@ -389,7 +375,7 @@ fn kill_round(delay: Duration) -> (bool, String) {
     let head = git_in(&repo, &["show", "HEAD:issues/issues.jsonl"]);
     let subjects = git_in(&repo, &["log", "--format=%s"]);
     let context = format!("kill after {delay:?}\n{summary}\n{logs}\n{subjects}");
-    for id in READY {
+    for id in X0X_READY {
         let find = |text: &str| -> Value {
             let line = text
                 .lines()

@@ -332,6 +332,22 @@ fn drain(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     text
 }
 
+/// The ready issues of the bundled example's backlog (`examples/x0x/`), in id order.
+pub const X0X_READY: [&str; 7] = [
+    "XSY-0003", "XSY-0004", "XSY-0005", "XSY-0011", "XSY-0012", "XSY-0027", "XSY-0030",
+];
+
+/// `git ARGS` in `dir`; its stdout. Panics (the test fails) when git fails, with its stderr.
+pub fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
 /// Text of a process output stream.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

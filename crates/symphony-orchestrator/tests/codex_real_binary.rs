@@ -20,25 +20,8 @@ use symphony_orchestrator::runner::presets;
 use symphony_orchestrator::runner::{AgentEvent, AgentEventKind, AgentSession, RunnerError};
 use symphony_tracker::StateConfig;
 
-/// The installed codex, or `None` after a loud skip message.
 fn codex_bin(test: &str) -> Option<PathBuf> {
-    let from_env = std::env::var_os("SYMPHONY_CODEX_BIN").filter(|v| !v.is_empty());
-    let cached = std::env::var_os("HOME").map(|home| {
-        Path::new(&home).join(format!(
-            ".cache/symphony/codex-{TARGET_CODEX_VERSION}/node_modules/.bin/codex"
-        ))
-    });
-    let bin = from_env
-        .map(PathBuf::from)
-        .or(cached)
-        .filter(|p| p.is_file());
-    if bin.is_none() {
-        eprintln!(
-            "\n!!!!! SKIPPED {test}: no codex binary (run .ci/install-codex.sh, or set \
-             SYMPHONY_CODEX_BIN) !!!!!\n"
-        );
-    }
-    bin
+    support::codex_bin::installed_codex(test, TARGET_CODEX_VERSION)
 }
 
 fn call(name: &str, arguments: Value) -> Step {

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: process liveness and agent launches.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod codex_bin;
 pub mod scripted_model;
 
 use std::path::{Path, PathBuf};
