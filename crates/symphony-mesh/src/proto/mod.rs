@@ -4,7 +4,7 @@
 //! One [`State`] per node. The network shell feeds it [`Event`]s together with the current
 //! time and executes the [`Command`]s it returns: no sockets, tasks, clocks or global
 //! randomness live here (the RNG is a seeded `StdRng` inside the state), so a whole swarm runs
-//! deterministically in a test simulator (`sim`, tests only).
+//! deterministically in a simulator ([`sim`], for tests and the bench).
 //!
 //! Parts: [`hyparview`] (membership, with settling re-joins and partition re-merge),
 //! [`plumtree`] (one broadcast tree per topic and origin), [`score`] (decayed peer score
@@ -30,8 +30,7 @@ pub mod cooling;
 pub mod hyparview;
 pub mod plumtree;
 pub mod score;
-#[cfg(test)]
-mod sim;
+pub mod sim;
 mod state;
 mod stats;
 pub mod wire;

@@ -7,7 +7,13 @@
 //! cargo run --release -p symphony-mesh --bin mesh-bench -- --nodes 20 --rate 10
 //! cargo run --release -p symphony-mesh --bin mesh-bench -- --rate 25 --delay-ms 100 --rate-kbit 256
 //! cargo run --release -p symphony-mesh --bin mesh-bench -- --suite   # every scenario of docs/mesh.md
+//! cargo run --release -p symphony-mesh --bin mesh-bench -- --sim --nodes 1000   # simulator
+//! cargo run --release -p symphony-mesh --bin mesh-bench -- --sim --suite        # 20–1000 nodes
 //! ```
+//!
+//! `--sim` runs the protocol on the deterministic simulator instead of real nodes (see
+//! `sim.rs` and `symphony_mesh::proto::sim::swarm`): delivery, RMR, last delivery hop and
+//! convergence after churn for swarms of up to thousands of nodes, in virtual time.
 //!
 //! Method (docs/mesh.md, "Benchmark"): nodes join through the first three; once the overlay is
 //! connected every node publishes one unmeasured message (so each origin's tree exists, since
@@ -33,6 +39,8 @@ use serde::Serialize;
 use symphony_mesh::diagnostics::Diagnostics;
 use symphony_mesh::relay::{LinkConditions, Relay};
 use symphony_mesh::{BootstrapPeer, Identity, Mesh, MeshConfig, PeerView, TrustConfig};
+
+mod sim;
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -99,6 +107,16 @@ struct Args {
     /// Print JSON lines instead of the table.
     #[arg(long)]
     json: bool,
+    /// Run on the deterministic simulator instead of real nodes (`--delay-ms 0`: links of
+    /// 5–40 ms; `--loss`: packets lost and retransmitted by QUIC).
+    #[arg(long)]
+    sim: bool,
+    /// Simulator: percent of the nodes crashed at once after the measurement (0: none).
+    #[arg(long, default_value_t = 20.0)]
+    churn: f64,
+    /// Simulator: the seed that fixes every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 impl Args {
@@ -179,6 +197,12 @@ fn main() -> Result<()> {
     let args = Args::parse();
     if args.payload < HEADER {
         return Err(format!("--payload must be at least {HEADER} bytes").into());
+    }
+    if args.sim {
+        if !(0.0..100.0).contains(&args.churn) || !(0.0..=100.0).contains(&args.loss) {
+            return Err("--churn must be in [0, 100) and --loss in [0, 100]".into());
+        }
+        return sim::main(&args);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
