@@ -261,8 +261,12 @@ impl Node {
         }
     }
 
-    /// Once per protocol tick: retry bootstrap addresses, expire waiting requests.
+    /// Once per protocol tick: report path RTTs (the graft timers follow them), retry
+    /// bootstrap addresses, expire waiting requests.
     fn housekeeping(&mut self, now: Instant) {
+        for (peer, rtt) in self.transport.path_rtts() {
+            self.feed(proto::Event::PathRtt { peer, rtt });
+        }
         self.retry_bootstrap(now);
         self.waiting
             .retain(|_, w| w.deadline > now && !w.tx.is_closed());

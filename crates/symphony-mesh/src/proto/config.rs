@@ -110,12 +110,21 @@ pub struct PubsubConfig {
     /// Default 25 ms: small against the graft timeout, large enough to batch bursts.
     pub ihave_interval: Duration,
     /// Wait after the first IHAVE of a missing message before grafting an announcer
-    /// (PlumTree §3.2 `timeout1`). Default 200 ms: above the eager-path delay of a few
-    /// hops, so an IHAVE racing the eager copy does not graft needlessly.
+    /// (PlumTree §3.2 `timeout1`), when the path RTT to the announcer is measured: that RTT
+    /// (about two link delays, the most an eager copy on a path one link longer lags the
+    /// announcement), clamped to [`Self::graft_timeout_min`, `Self::graft_timeout`].
+    pub graft_timeout_min: Duration,
+    /// `timeout1` without an RTT sample, and its ceiling. Default 200 ms: above the
+    /// eager-path delay of a few hops, so an IHAVE racing the eager copy does not graft
+    /// needlessly.
     pub graft_timeout: Duration,
     /// Wait before grafting the next announcer when the previous one did not deliver
-    /// (PlumTree §3.2 `timeout2`). Default 100 ms.
+    /// (PlumTree §3.2 `timeout2`) without an RTT sample. Default 100 ms. With one:
+    /// 1.25 × RTT of the asked peer + 5 ms (its answer needs a round trip), clamped to
+    /// [`Self::graft_timeout_min`, `Self::graft_retry_max`].
     pub graft_retry: Duration,
+    /// Ceiling of the RTT-derived `timeout2`. Default 1 s.
+    pub graft_retry_max: Duration,
     /// Announcers remembered per missing message. Default 8.
     pub max_announcers: usize,
     /// Missing messages tracked at once; further IHAVEs are ignored and counted. Default 4096.
@@ -152,8 +161,10 @@ impl Default for PubsubConfig {
     fn default() -> Self {
         Self {
             ihave_interval: Duration::from_millis(25),
+            graft_timeout_min: Duration::from_millis(10),
             graft_timeout: Duration::from_millis(200),
             graft_retry: Duration::from_millis(100),
+            graft_retry_max: Duration::from_secs(1),
             max_announcers: 8,
             max_missing: 4096,
             seen_ttl: Duration::from_secs(120),
@@ -230,6 +241,8 @@ impl Config {
             ("pubsub.seen_ttl", !p.seen_ttl.is_zero()),
             ("pubsub.seen_max_entries", p.seen_max_entries > 0),
             ("pubsub.graft_retry", !p.graft_retry.is_zero()),
+            ("pubsub.graft_timeout_min", !p.graft_timeout_min.is_zero()),
+            ("pubsub.graft_retry_max", !p.graft_retry_max.is_zero()),
             ("pubsub.max_announcers", p.max_announcers > 0),
             ("pubsub.max_topics", p.max_topics > 0),
             ("pubsub.max_trees_per_topic", p.max_trees_per_topic > 0),

@@ -235,6 +235,14 @@ pub enum Event {
     Unsubscribe(Topic),
     /// A send to the peer did not complete within the shell's per-peer send timeout.
     SendTimedOut(NodeId),
+    /// The transport's current estimate of the path round-trip time to a connected peer
+    /// (QUIC smoothed RTT, RFC 9002 §5.3). Reported periodically; the graft timers follow it.
+    PathRtt {
+        /// The peer.
+        peer: NodeId,
+        /// Smoothed round-trip time.
+        rtt: Duration,
+    },
     /// A send to the peer completed.
     SendSucceeded {
         /// The peer.

@@ -11,8 +11,11 @@
 //! - **PRUNE on duplicates** (§3.1): a payload that arrives twice is a cycle; the receiver
 //!   makes the link lazy in that origin's tree on both ends with PRUNE.
 //! - **GRAFT on missing messages** (§3.2): an IHAVE for a message not received starts a timer
-//!   (`graft_timeout`); when it fires the node sends GRAFT (or IWANT, below) to one announcer
-//!   — best score first, then fewest hops — and retries the next one after `graft_retry`.
+//!   (`timeout1`); when it fires the node sends GRAFT (or IWANT, below) to one announcer
+//!   — best score first, then fewest hops — and retries the next one after `timeout2`. Both
+//!   follow the measured path RTT of the peer concerned ([`Event::PathRtt`](super::Event)),
+//!   within the floors and ceilings of [`PubsubConfig`]; without a sample they are
+//!   `graft_timeout` and `graft_retry`.
 //! - **Symmetric links**: both ends of a link agree on eager/lazy per tree. PRUNE makes the
 //!   link lazy on both ends, GRAFT eager on both ends; a node that will not take a graft (the
 //!   requester is cooled or scores too low) answers PRUNE. Receiving a payload never changes
@@ -217,6 +220,8 @@ pub(crate) struct PlumTree {
     lazy_queue: BTreeMap<NodeId, Vec<(Topic, IHaveEntry)>>,
     ihave_armed: bool,
     scores: BTreeMap<NodeId, PeerScore>,
+    /// Latest path RTT per neighbour, from the transport.
+    rtts: BTreeMap<NodeId, std::time::Duration>,
     cooling: Cooling,
     last_decay: Option<Instant>,
     ticks: u32,
@@ -248,6 +253,7 @@ impl PlumTree {
             lazy_queue: BTreeMap::new(),
             ihave_armed: false,
             scores: BTreeMap::new(),
+            rtts: BTreeMap::new(),
             cooling: Cooling::new(config.cooling.clone()),
             last_decay: None,
             ticks: 0,
@@ -437,7 +443,7 @@ impl PlumTree {
                     announced: vec![from],
                 },
             );
-            out.timer(self.config.graft_timeout, Timer::Graft(entry.id));
+            out.timer(self.graft_timeout(&from), Timer::Graft(entry.id));
         }
     }
 
@@ -484,7 +490,7 @@ impl PlumTree {
         } else {
             out.send_gossip(peer, GossipMessage::IWant { ids: vec![id] });
         }
-        out.timer(self.config.graft_retry, Timer::Graft(id));
+        out.timer(self.graft_retry(&peer), Timer::Graft(id));
     }
 
     fn on_graft(
@@ -599,7 +605,41 @@ impl PlumTree {
         }
     }
 
+    /// The transport measured the path RTT to `peer` (neighbours only; forgotten when the
+    /// link goes down).
+    pub fn set_rtt(&mut self, peer: NodeId, rtt: std::time::Duration) {
+        if self.neighbors.contains(&peer) {
+            self.rtts.insert(peer, rtt);
+        }
+    }
+
+    /// The measured path RTT to `peer`, if any.
+    pub fn rtt(&self, peer: &NodeId) -> Option<std::time::Duration> {
+        self.rtts.get(peer).copied()
+    }
+
+    /// PlumTree `timeout1` for a message `announcer` announced: its path RTT within
+    /// [`PubsubConfig::graft_timeout_min`, `graft_timeout`], or `graft_timeout` unmeasured.
+    fn graft_timeout(&self, announcer: &NodeId) -> std::time::Duration {
+        let c = &self.config;
+        self.rtt(announcer).map_or(c.graft_timeout, |rtt| {
+            rtt.min(c.graft_timeout).max(c.graft_timeout_min)
+        })
+    }
+
+    /// PlumTree `timeout2` after asking `asked`: 1.25 × its RTT + 5 ms (a round trip plus its
+    /// processing) within [`PubsubConfig::graft_timeout_min`, `graft_retry_max`], or
+    /// `graft_retry` unmeasured.
+    fn graft_retry(&self, asked: &NodeId) -> std::time::Duration {
+        let c = &self.config;
+        self.rtt(asked).map_or(c.graft_retry, |rtt| {
+            let wait = rtt + rtt / 4 + std::time::Duration::from_millis(5);
+            wait.min(c.graft_retry_max).max(c.graft_timeout_min)
+        })
+    }
+
     pub fn neighbor_down(&mut self, peer: NodeId) {
+        self.rtts.remove(&peer);
         self.neighbors.retain(|p| *p != peer);
         self.trees.remove_neighbor(&peer);
         self.lazy_queue.remove(&peer);

@@ -447,7 +447,19 @@ impl Sim {
                     hops,
                 });
             }
-            Command::NeighborUp(_) => self.nodes[node].neighbor_up += 1,
+            Command::NeighborUp(id) => {
+                self.nodes[node].neighbor_up += 1;
+                // The shell reports the path RTT of a neighbour's link, as the node actor
+                // does from QUIC each tick.
+                if let Some(&peer) = self.index.get(&id) {
+                    let rtt = self.link_latency(node, peer) * 2;
+                    self.schedule(
+                        Duration::ZERO,
+                        node,
+                        SimEvent::Proto(Event::PathRtt { peer: id, rtt }),
+                    );
+                }
+            }
             Command::NeighborDown(_) => self.nodes[node].neighbor_down += 1,
         }
     }

@@ -126,6 +126,22 @@ pub struct PeerStats {
     pub queues: PerPurpose<QueueStats>,
     /// Traffic since the peer came up (reset when it goes down).
     pub traffic: TrafficStats,
+    /// QUIC path figures of the newest connection.
+    pub path: PathStats,
+}
+
+/// QUIC's view of the path to a peer (newest connection), from `quinn::Connection::rtt` and
+/// `quinn::Connection::stats().path`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PathStats {
+    /// Smoothed round-trip time (RFC 9002 §5.3), microseconds.
+    pub rtt_us: u64,
+    /// UDP packets sent on the path.
+    pub sent_packets: u64,
+    /// Packets declared lost (RFC 9002 §6.1) and retransmitted.
+    pub lost_packets: u64,
+    /// Congestion window, bytes.
+    pub cwnd: u64,
 }
 
 /// Time frames spent in the receive queue, from enqueue by the reader to `Events::recv`.

@@ -67,14 +67,15 @@ fn label(args: &Args) -> String {
 
 fn cells(f: &Figures) -> String {
     format!(
-        "{}/{} | {:.3} | {}/{:.2} | {:.0} | {:.0}",
+        "{}/{} | {:.3} | {}/{:.2} | {:.0} | {:.0} | {:.4}",
         f.missed,
         f.expected,
         f.rmr,
         f.last_hop_max,
         f.last_hop_mean,
         f.latency_p50_ms,
-        f.latency_p99_ms
+        f.latency_p99_ms,
+        f.within_bound
     )
 }
 
@@ -87,9 +88,11 @@ pub fn main(args: &Args) -> Result<()> {
     };
     if !args.json {
         println!(
-            "| sim scenario | msgs | connected s | missed | RMR | last hop max/mean | p50 ms | p99 ms | churn killed | reconnected s | missed after | RMR after | last hop after | p50 after | p99 after | lost pkts | wall s |"
+            "| sim scenario | msgs | connected s | missed | RMR | last hop max/mean | p50 ms | p99 ms | ≤2×path+50 | churn killed | reconnected s | views repaired s | missed after | RMR after | last hop after | p50 after | p99 after | ≤2×path+50 after | lost pkts | wall s |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!(
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
     }
     for run in runs {
         let started = std::time::Instant::now();
@@ -101,17 +104,19 @@ pub fn main(args: &Args) -> Result<()> {
         }
         let secs =
             |ms: Option<u64>| ms.map_or("never".into(), |ms| format!("{:.0}", ms as f64 / 1000.0));
-        let churn = report
-            .churn
-            .as_ref()
-            .map_or("- | - | - | - | - | - | -".into(), |c| {
-                format!(
-                    "{} | {} | {}",
-                    c.killed,
-                    secs(c.connected_after_ms),
-                    cells(&c.after)
-                )
-            });
+        let churn =
+            report
+                .churn
+                .as_ref()
+                .map_or("- | - | - | - | - | - | - | - | - | -".into(), |c| {
+                    format!(
+                        "{} | {} | {} | {}",
+                        c.killed,
+                        secs(c.connected_after_ms),
+                        secs(c.repaired_after_ms),
+                        cells(&c.after)
+                    )
+                });
         println!(
             "| {} | {} | {} | {} | {churn} | {} | {wall:.1} |",
             label(&run),

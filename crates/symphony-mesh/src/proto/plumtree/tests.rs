@@ -1,5 +1,6 @@
 use super::*;
 use crate::proto::Message;
+use std::time::Duration;
 
 fn id(n: u8) -> NodeId {
     NodeId::from_bytes([n; 32])
@@ -430,4 +431,57 @@ fn a_repaired_message_is_not_pushed_to_the_peers_that_announced_it() {
     take(&mut out);
     p.on_message(id(1), gossip(9, 5, 2), now, &mut out);
     assert_eq!(pushed_to(&take(&mut out)), vec![id(3)]);
+}
+
+#[test]
+fn graft_timers_follow_the_measured_path_rtt_within_floor_and_ceiling() {
+    let config = Config::default();
+    let c = &config.pubsub;
+    let (mut p, mut out) = plumtree(&config, &[1, 2, 3, 4]);
+    let now = Instant::now();
+    let ms = Duration::from_millis;
+    // 1: loopback (below the floor), 2: a WAN link, 3: beyond the ceilings, 4: unmeasured.
+    p.set_rtt(id(1), Duration::from_micros(300));
+    p.set_rtt(id(2), ms(120));
+    p.set_rtt(id(3), ms(5000));
+    p.set_rtt(id(7), ms(50));
+    assert_eq!(p.rtt(&id(7)), None, "not a neighbour");
+    let timer_after = |p: &mut PlumTree, out: &mut Outbox, from: u8, seq: u64| {
+        let ihave = GossipMessage::IHave {
+            topic: topic(),
+            entries: vec![IHaveEntry {
+                id: msg(9, seq),
+                hops: 1,
+            }],
+        };
+        p.on_message(id(from), ihave, now, out);
+        match take(out).as_slice() {
+            [Command::SetTimer { after, .. }] => *after,
+            other => panic!("expected one timer, got {other:?}"),
+        }
+    };
+    assert_eq!(timer_after(&mut p, &mut out, 1, 1), c.graft_timeout_min);
+    assert_eq!(timer_after(&mut p, &mut out, 2, 2), ms(120));
+    assert_eq!(timer_after(&mut p, &mut out, 3, 3), c.graft_timeout);
+    assert_eq!(timer_after(&mut p, &mut out, 4, 4), c.graft_timeout);
+    let retry_after = |p: &mut PlumTree, out: &mut Outbox, seq: u64| {
+        p.on_graft_timer(msg(9, seq), now, out);
+        take(out)
+            .into_iter()
+            .find_map(|c| match c {
+                Command::SetTimer { after, .. } => Some(after),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(retry_after(&mut p, &mut out, 1), c.graft_timeout_min);
+    assert_eq!(
+        retry_after(&mut p, &mut out, 2),
+        ms(155),
+        "1.25 × 120 ms + 5 ms"
+    );
+    assert_eq!(retry_after(&mut p, &mut out, 3), c.graft_retry_max);
+    assert_eq!(retry_after(&mut p, &mut out, 4), c.graft_retry);
+    p.neighbor_down(id(2));
+    assert_eq!(p.rtt(&id(2)), None, "forgotten with the link");
 }

@@ -91,6 +91,9 @@ pub struct Figures {
     pub latency_p50_ms: f64,
     /// Delivery latency, 99th percentile, ms.
     pub latency_p99_ms: f64,
+    /// Share of deliveries within 2 × path delay + 50 ms, the path delay being the
+    /// delivered copy's hops × the longest link latency (the goal of issue 14).
+    pub within_bound: f64,
 }
 
 /// What happened after the churn.
@@ -101,6 +104,9 @@ pub struct Churn {
     /// Time from the crash until the live nodes' active views formed one overlay again, ms;
     /// `None`: not within 120 s.
     pub connected_after_ms: Option<u64>,
+    /// Time from the crash until no live node's active view held a crashed node (failures
+    /// detected and views refilled from the passive view), ms; `None`: not within 120 s.
+    pub repaired_after_ms: Option<u64>,
     /// Figures of the messages published after the overlay re-formed (or after 120 s).
     pub after: Figures,
 }
@@ -147,7 +153,7 @@ pub fn run(scenario: &Scenario) -> Result<Report, ConfigError> {
         sim.join(i, &via, Duration::from_millis(10 * i as u64));
     }
     sim.run_for(Duration::from_millis(10 * n as u64));
-    let connected_after_ms = run_until_connected(&mut sim).map(|d| {
+    let connected_after_ms = run_until(&mut sim, overlay_connected).map(|d| {
         u64::try_from((d + Duration::from_millis(10 * n as u64)).as_millis()).unwrap_or(u64::MAX)
     });
     sim.run_for(scenario.settle);
@@ -161,8 +167,11 @@ pub fn run(scenario: &Scenario) -> Result<Report, ConfigError> {
     let before = measured.figures(&sim);
     let churn = (scenario.churn > 0.0).then(|| {
         let killed = kill(&mut sim, &mut rng, scenario);
-        let connected_after_ms =
-            run_until_connected(&mut sim).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let crashed = sim.now();
+        let connected_after_ms = run_until(&mut sim, overlay_connected)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let repaired_after_ms = run_until(&mut sim, views_repaired)
+            .map(|_| u64::try_from((sim.now() - crashed).as_millis()).unwrap_or(u64::MAX));
         let mut after = Batch::new(&topic, scenario);
         after.publish(&mut sim, &mut rng, scenario.warmup, "rewarm");
         sim.run_for(SECOND);
@@ -172,6 +181,7 @@ pub fn run(scenario: &Scenario) -> Result<Report, ConfigError> {
         Churn {
             killed,
             connected_after_ms,
+            repaired_after_ms,
             after: after.figures(&sim),
         }
     });
@@ -185,12 +195,12 @@ pub fn run(scenario: &Scenario) -> Result<Report, ConfigError> {
     })
 }
 
-/// Runs in 1 s steps until the live overlay is connected; the time it took, or `None` after
-/// [`CONVERGE_LIMIT`] seconds.
-fn run_until_connected(sim: &mut Sim) -> Option<Duration> {
+/// Runs in 1 s steps until `done`; the time it took, or `None` after [`CONVERGE_LIMIT`]
+/// seconds.
+fn run_until(sim: &mut Sim, done: fn(&Sim) -> bool) -> Option<Duration> {
     let start = sim.now();
     for _ in 0..=CONVERGE_LIMIT {
-        if overlay_connected(sim) {
+        if done(sim) {
             return Some(sim.now() - start);
         }
         sim.run_for(SECOND);
@@ -207,6 +217,16 @@ fn kill(sim: &mut Sim, rng: &mut StdRng, scenario: &Scenario) -> usize {
         sim.kill(*victim);
     }
     count
+}
+
+/// Whether no live node's active view holds a dead node.
+fn views_repaired(sim: &Sim) -> bool {
+    sim.alive().all(|node| {
+        sim.nodes[node]
+            .state
+            .active_view()
+            .all(|peer| sim.index.get(&peer).is_some_and(|&p| sim.nodes[p].alive))
+    })
 }
 
 /// Whether the live nodes' active views form one connected overlay.
@@ -289,11 +309,19 @@ impl<'a> Batch<'a> {
         };
         let mut latencies = Vec::new();
         let mut last_hops = Vec::new();
+        let link = sim.config.latency.1;
+        let mut within = 0usize;
         for ((_, publisher, at), deliveries) in self.sent.iter().zip(&got) {
             let receivers = alive.iter().filter(|n| *n != publisher).count();
             figures.expected += receivers;
             figures.missed += receivers.saturating_sub(deliveries.len());
             latencies.extend(deliveries.values().map(|(t, _)| *t - *at));
+            within += deliveries
+                .values()
+                .filter(|(t, hops)| {
+                    *t - *at <= 2 * link * u32::from(*hops) + Duration::from_millis(50)
+                })
+                .count();
             if let Some((_, hops)) = deliveries.values().max_by_key(|(t, _)| *t) {
                 last_hops.push(*hops);
             }
@@ -307,6 +335,9 @@ impl<'a> Batch<'a> {
         if !last_hops.is_empty() {
             figures.last_hop_mean =
                 last_hops.iter().map(|h| f64::from(*h)).sum::<f64>() / last_hops.len() as f64;
+        }
+        if !latencies.is_empty() {
+            figures.within_bound = within as f64 / latencies.len() as f64;
         }
         latencies.sort();
         figures.latency_p50_ms = percentile_ms(&latencies, 0.5);
@@ -335,6 +366,7 @@ mod tests {
         let churn = report.churn.unwrap();
         assert_eq!(churn.killed, 40);
         assert!(churn.connected_after_ms.is_some(), "{churn:?}");
+        assert!(churn.repaired_after_ms.is_some(), "{churn:?}");
         assert_eq!(churn.after.missed, 0, "{churn:?}");
     }
 
