@@ -164,6 +164,8 @@ impl MeshConfig {
         g.graft_timeout = ms(p.graft_timeout_ms);
         g.graft_retry = ms(p.graft_retry_ms);
         g.graft_retry_max = ms(p.graft_retry_max_ms);
+        g.lossy_link_loss = f64::from(p.lossy_link_loss_permille) / 1000.0;
+        g.lossy_push_peers = p.lossy_push_peers;
         g.seen_ttl = ms(p.seen_ttl_ms);
         g.payload_ttl = ms(p.payload_ttl_ms);
         config.cooling.base = ms(p.cooling_base_ms);
@@ -297,6 +299,11 @@ pub struct ProtoSettings {
     pub graft_retry_ms: u64,
     /// Ceiling of the RTT-derived wait before the next announcer, ms. Default 1000.
     pub graft_retry_max_ms: u64,
+    /// Packet loss, per mille, at which a link counts as lossy (lazy neighbours on it get
+    /// payloads instead of IHAVE). Default 10 (1%).
+    pub lossy_link_loss_permille: u32,
+    /// Lazy neighbours pushed to per message over lossy links (0: never). Default 3.
+    pub lossy_push_peers: usize,
     /// Dedupe memory of message ids, ms. Default 120 000.
     pub seen_ttl_ms: u64,
     /// How long payloads are kept for IWANT/GRAFT, ms. Default 30 000.
@@ -326,6 +333,8 @@ impl Default for ProtoSettings {
             graft_timeout_ms: millis(p.graft_timeout),
             graft_retry_ms: millis(p.graft_retry),
             graft_retry_max_ms: millis(p.graft_retry_max),
+            lossy_link_loss_permille: (p.lossy_link_loss * 1000.0).round() as u32,
+            lossy_push_peers: p.lossy_push_peers,
             seen_ttl_ms: millis(p.seen_ttl),
             payload_ttl_ms: millis(p.payload_ttl),
             cooling_base_ms: millis(c.cooling.base),

@@ -261,11 +261,12 @@ impl Node {
         }
     }
 
-    /// Once per protocol tick: report path RTTs (the graft timers follow them), retry
-    /// bootstrap addresses, expire waiting requests.
+    /// Once per protocol tick: report paths (graft timers and lossy-link pushes follow
+    /// them), retry bootstrap addresses, expire waiting requests.
     fn housekeeping(&mut self, now: Instant) {
-        for (peer, rtt) in self.transport.path_rtts() {
-            self.feed(proto::Event::PathRtt { peer, rtt });
+        for (peer, path) in self.transport.paths() {
+            let (rtt, loss) = (path.rtt(), path.loss());
+            self.feed(proto::Event::Path { peer, rtt, loss });
         }
         self.retry_bootstrap(now);
         self.waiting

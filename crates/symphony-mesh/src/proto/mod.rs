@@ -235,13 +235,15 @@ pub enum Event {
     Unsubscribe(Topic),
     /// A send to the peer did not complete within the shell's per-peer send timeout.
     SendTimedOut(NodeId),
-    /// The transport's current estimate of the path round-trip time to a connected peer
-    /// (QUIC smoothed RTT, RFC 9002 §5.3). Reported periodically; the graft timers follow it.
-    PathRtt {
+    /// The transport's current view of the path to a connected peer. Reported periodically;
+    /// the graft timers follow `rtt`, lossy-link pushes follow `loss`.
+    Path {
         /// The peer.
         peer: NodeId,
-        /// Smoothed round-trip time.
+        /// Smoothed round-trip time (QUIC, RFC 9002 §5.3).
         rtt: Duration,
+        /// Share of the packets sent to the peer that were declared lost, in [0, 1].
+        loss: f64,
     },
     /// A send to the peer completed.
     SendSucceeded {

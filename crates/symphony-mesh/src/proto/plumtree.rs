@@ -13,9 +13,15 @@
 //! - **GRAFT on missing messages** (§3.2): an IHAVE for a message not received starts a timer
 //!   (`timeout1`); when it fires the node sends GRAFT (or IWANT, below) to one announcer
 //!   — best score first, then fewest hops — and retries the next one after `timeout2`. Both
-//!   follow the measured path RTT of the peer concerned ([`Event::PathRtt`](super::Event)),
+//!   follow the measured path RTT of the peer concerned ([`Event::Path`](super::Event)),
 //!   within the floors and ceilings of [`PubsubConfig`]; without a sample they are
 //!   `graft_timeout` and `graft_retry`.
+//! - **Lossy links** (not in the paper): a lazy neighbour whose link loses at least
+//!   `lossy_link_loss` of its packets gets the payload pushed instead of an IHAVE, at most
+//!   `lossy_push_peers` of them per message. On a lossy network every node then receives
+//!   copies over several links, and a lost packet costs no QUIC retransmission or graft
+//!   round trip; the trees are unchanged (receiving a payload never changes a link), and a
+//!   duplicate from a lazy link neither prunes nor lowers the sender's score.
 //! - **Symmetric links**: both ends of a link agree on eager/lazy per tree. PRUNE makes the
 //!   link lazy on both ends, GRAFT eager on both ends; a node that will not take a graft (the
 //!   requester is cooled or scores too low) answers PRUNE. Receiving a payload never changes
@@ -138,6 +144,8 @@ pub struct PubsubCounters {
     pub duplicates: u64,
     /// Eager pushes replaced by IHAVE because the peer was cooled.
     pub pushes_withheld: u64,
+    /// Payloads pushed to lazy neighbours over lossy links instead of an IHAVE.
+    pub lossy_pushes: u64,
     /// IHAVE entries dropped because the peer's lazy queue was full.
     pub lazy_queue_drops: u64,
     /// IHAVE entries ignored because the missing-message table was full.
@@ -220,8 +228,9 @@ pub(crate) struct PlumTree {
     lazy_queue: BTreeMap<NodeId, Vec<(Topic, IHaveEntry)>>,
     ihave_armed: bool,
     scores: BTreeMap<NodeId, PeerScore>,
-    /// Latest path RTT per neighbour, from the transport.
+    /// Latest path RTT and loss share per neighbour, from the transport.
     rtts: BTreeMap<NodeId, std::time::Duration>,
+    losses: BTreeMap<NodeId, f64>,
     cooling: Cooling,
     last_decay: Option<Instant>,
     ticks: u32,
@@ -254,6 +263,7 @@ impl PlumTree {
             ihave_armed: false,
             scores: BTreeMap::new(),
             rtts: BTreeMap::new(),
+            losses: BTreeMap::new(),
             cooling: Cooling::new(config.cooling.clone()),
             last_decay: None,
             ticks: 0,
@@ -349,9 +359,16 @@ impl PlumTree {
     ) -> Received {
         if id.origin == self.me || self.seen.contains(&id) {
             self.counters.duplicates += 1;
-            self.observe(from, Observation::Duplicate);
+            let eager = self
+                .trees
+                .tree(topic, &id.origin)
+                .is_some_and(|tree| tree.eager.contains(&from));
+            // A copy from a lazy link is a lossy-link push or crossed a PRUNE: the sender
+            // did nothing wrong.
+            if eager {
+                self.observe(from, Observation::Duplicate);
+            }
             let tree = self.trees.tree(topic, &id.origin);
-            let eager = tree.is_some_and(|tree| tree.eager.contains(&from));
             // The first copy came from a peer this node had already pruned (a push that
             // crossed the PRUNE): `from` is the parent that stays. Pruning it too would leave
             // the tree without a parent here until a graft repairs it.
@@ -605,12 +622,19 @@ impl PlumTree {
         }
     }
 
-    /// The transport measured the path RTT to `peer` (neighbours only; forgotten when the
-    /// link goes down).
-    pub fn set_rtt(&mut self, peer: NodeId, rtt: std::time::Duration) {
+    /// The transport measured the path to `peer`: RTT and packet loss share (neighbours
+    /// only; forgotten when the link goes down).
+    pub fn set_path(&mut self, peer: NodeId, rtt: std::time::Duration, loss: f64) {
         if self.neighbors.contains(&peer) {
             self.rtts.insert(peer, rtt);
+            self.losses.insert(peer, loss);
         }
+    }
+
+    fn lossy(&self, peer: &NodeId) -> bool {
+        self.losses
+            .get(peer)
+            .is_some_and(|l| *l >= self.config.lossy_link_loss)
     }
 
     /// The measured path RTT to `peer`, if any.
@@ -640,6 +664,7 @@ impl PlumTree {
 
     pub fn neighbor_down(&mut self, peer: NodeId) {
         self.rtts.remove(&peer);
+        self.losses.remove(&peer);
         self.neighbors.retain(|p| *p != peer);
         self.trees.remove_neighbor(&peer);
         self.lazy_queue.remove(&peer);
@@ -799,8 +824,21 @@ impl PlumTree {
                 self.announce(peer, topic, IHaveEntry { id, hops }, out);
             }
         }
+        let mut extra = self.config.lossy_push_peers;
         for peer in lazy {
-            self.announce(peer, topic, IHaveEntry { id, hops }, out);
+            if extra > 0 && self.lossy(&peer) && self.cooling.allow_push(peer, now) {
+                extra -= 1;
+                self.counters.lossy_pushes += 1;
+                let message = GossipMessage::Gossip {
+                    id,
+                    topic: topic.clone(),
+                    hops,
+                    payload: payload.clone(),
+                };
+                out.send_gossip(peer, message);
+            } else {
+                self.announce(peer, topic, IHaveEntry { id, hops }, out);
+            }
         }
     }
 

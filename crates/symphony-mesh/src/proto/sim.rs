@@ -453,11 +453,13 @@ impl Sim {
                 // does from QUIC each tick.
                 if let Some(&peer) = self.index.get(&id) {
                     let rtt = self.link_latency(node, peer) * 2;
-                    self.schedule(
-                        Duration::ZERO,
-                        node,
-                        SimEvent::Proto(Event::PathRtt { peer: id, rtt }),
-                    );
+                    let loss = self.config.packet_loss;
+                    let path = Event::Path {
+                        peer: id,
+                        rtt,
+                        loss,
+                    };
+                    self.schedule(Duration::ZERO, node, SimEvent::Proto(path));
                 }
             }
             Command::NeighborDown(_) => self.nodes[node].neighbor_down += 1,

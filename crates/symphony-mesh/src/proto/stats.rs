@@ -91,6 +91,9 @@ pub struct PeerStats {
     /// Latest path RTT the transport reported (QUIC smoothed RTT), in milliseconds; 0
     /// before the first report. The graft timers follow it.
     pub rtt_ms: f64,
+    /// Latest packet loss share the transport reported, in [0, 1]; at or above
+    /// `pubsub.lossy_link_loss` the link gets payloads even when lazy.
+    pub loss: f64,
     /// Current decayed score (`score` module).
     pub score: f64,
 }
@@ -215,6 +218,7 @@ pub(crate) struct PeerTally {
     pub send_timeouts: u64,
     pub send_latency_ms: f64,
     pub rtt_ms: f64,
+    pub loss: f64,
 }
 
 impl PeerTally {

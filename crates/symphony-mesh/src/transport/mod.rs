@@ -442,10 +442,10 @@ impl Transport {
         }
     }
 
-    /// The smoothed path RTT (RFC 9002 §5.3) of the newest connection of every connected
-    /// peer, ordered by NodeId.
-    pub fn path_rtts(&self) -> Vec<(NodeId, Duration)> {
-        self.shared().table().newest(quinn::Connection::rtt)
+    /// The QUIC path figures (smoothed RTT, RFC 9002 §5.3; packets sent and lost) of the
+    /// newest connection of every connected peer, ordered by NodeId.
+    pub fn paths(&self) -> Vec<(NodeId, PathStats)> {
+        self.shared().table().newest(path_stats)
     }
 
     /// Graceful shutdown: stops new connections, lets queued frames drain (bounded by

@@ -144,6 +144,26 @@ pub struct PathStats {
     pub cwnd: u64,
 }
 
+/// Packets sent before a path's loss share is reported: the handshake and the first
+/// keep-alives say little.
+const LOSS_MIN_PACKETS: u64 = 100;
+
+impl PathStats {
+    /// The smoothed RTT.
+    pub fn rtt(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.rtt_us)
+    }
+
+    /// Lost / sent packets over the connection's life, in [0, 1]; 0 before 100 packets.
+    pub fn loss(&self) -> f64 {
+        if self.sent_packets < LOSS_MIN_PACKETS {
+            0.0
+        } else {
+            (self.lost_packets as f64 / self.sent_packets as f64).min(1.0)
+        }
+    }
+}
+
 /// Time frames spent in the receive queue, from enqueue by the reader to `Events::recv`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DwellStats {

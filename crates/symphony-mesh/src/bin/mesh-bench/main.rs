@@ -117,6 +117,9 @@ struct Args {
     /// Simulator: the seed that fixes every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Override `proto.lossy_push_peers` (0 disables lossy-link pushes), to compare.
+    #[arg(long)]
+    lossy_push_peers: Option<usize>,
 }
 
 impl Args {
@@ -309,6 +312,9 @@ async fn run(args: &Args) -> Result<Report> {
         let mut config = config();
         config.advertise = relay.as_ref().map(|r| r.front(i));
         config.bootstrap = contacts.iter().take(3).copied().collect();
+        if let Some(peers) = args.lossy_push_peers {
+            config.proto.lossy_push_peers = peers;
+        }
         let id = identity.node_id();
         let node = Mesh::start_with_identity(config, identity).await?;
         if let Some(relay) = &relay {

@@ -25,6 +25,9 @@ fn scenario(args: &Args) -> Scenario {
         network.jitter = Duration::from_millis(args.jitter_ms);
     }
     network.packet_loss = args.loss / 100.0;
+    if let Some(peers) = args.lossy_push_peers {
+        network.proto.pubsub.lossy_push_peers = peers;
+    }
     s.network = network;
     s.messages = (args.rate * args.duration as f64).round() as usize;
     s.interval = Duration::from_secs_f64(1.0 / args.rate.max(0.001));

@@ -441,10 +441,10 @@ fn graft_timers_follow_the_measured_path_rtt_within_floor_and_ceiling() {
     let now = Instant::now();
     let ms = Duration::from_millis;
     // 1: loopback (below the floor), 2: a WAN link, 3: beyond the ceilings, 4: unmeasured.
-    p.set_rtt(id(1), Duration::from_micros(300));
-    p.set_rtt(id(2), ms(120));
-    p.set_rtt(id(3), ms(5000));
-    p.set_rtt(id(7), ms(50));
+    p.set_path(id(1), Duration::from_micros(300), 0.0);
+    p.set_path(id(2), ms(120), 0.0);
+    p.set_path(id(3), ms(5000), 0.0);
+    p.set_path(id(7), ms(50), 0.0);
     assert_eq!(p.rtt(&id(7)), None, "not a neighbour");
     let timer_after = |p: &mut PlumTree, out: &mut Outbox, from: u8, seq: u64| {
         let ihave = GossipMessage::IHave {
@@ -484,4 +484,58 @@ fn graft_timers_follow_the_measured_path_rtt_within_floor_and_ceiling() {
     assert_eq!(retry_after(&mut p, &mut out, 4), c.graft_retry);
     p.neighbor_down(id(2));
     assert_eq!(p.rtt(&id(2)), None, "forgotten with the link");
+}
+
+#[test]
+fn lossy_lazy_links_get_payloads_instead_of_ihave_and_their_duplicates_are_not_penalised() {
+    let (mut p, mut out) = plumtree(&Config::default(), &[1, 2, 3, 4, 5, 6]);
+    let now = Instant::now();
+    let ms = Duration::from_millis;
+    p.on_message(id(1), gossip(9, 1, 1), now, &mut out);
+    for peer in 2..=6 {
+        let prune = GossipMessage::Prune {
+            topic: topic(),
+            origin: Some(id(9)),
+        };
+        p.on_message(id(peer), prune, now, &mut out);
+    }
+    assert_eq!(eager(&p, 9), vec![id(1)]);
+    // 2–5 lose 5% of their packets, 6 is clean; at most 3 lossy pushes per message.
+    for peer in 2..=6 {
+        p.set_path(id(peer), ms(50), if peer == 6 { 0.0 } else { 0.05 });
+    }
+    take(&mut out);
+    p.on_message(id(1), gossip(9, 2, 1), now, &mut out);
+    let commands = take(&mut out);
+    assert_eq!(pushed_to(&commands), vec![id(2), id(3), id(4)]);
+    assert_eq!(p.counters().lossy_pushes, 3);
+    assert_eq!(eager(&p, 9), vec![id(1)], "the tree is unchanged");
+
+    let score = p.score(&id(2));
+    p.on_message(id(2), gossip(9, 2, 2), now, &mut out);
+    assert!(
+        sent(&take(&mut out)).is_empty(),
+        "no PRUNE for a lazy link's copy"
+    );
+    assert_eq!(p.score(&id(2)), score, "and no penalty");
+    assert_eq!(p.counters().duplicates, 1);
+
+    let config = Config {
+        pubsub: PubsubConfig {
+            lossy_push_peers: 0,
+            ..PubsubConfig::default()
+        },
+        ..Config::default()
+    };
+    let (mut q, mut out) = plumtree(&config, &[1, 2]);
+    q.on_message(id(1), gossip(9, 1, 1), now, &mut out);
+    let prune = GossipMessage::Prune {
+        topic: topic(),
+        origin: Some(id(9)),
+    };
+    q.on_message(id(2), prune, now, &mut out);
+    q.set_path(id(2), ms(50), 0.5);
+    take(&mut out);
+    q.on_message(id(1), gossip(9, 2, 1), now, &mut out);
+    assert!(pushed_to(&take(&mut out)).is_empty(), "disabled");
 }
