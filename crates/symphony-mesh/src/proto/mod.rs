@@ -22,7 +22,10 @@
 //!   it does the state neither dials that peer nor accepts its requests;
 //! - each `Send` on a live connection is answered by `SendSucceeded` or `SendTimedOut`
 //!   (per-peer send timeout); a `Send` to a peer without a connection is dropped;
-//! - `SetTimer { after, timer }` fires `TimerFired(timer)` once, `after` from now.
+//! - `SetTimer { after, timer }` fires `TimerFired(timer)` once, `after` from now;
+//! - `Path { peer, rtt, loss }` is reported for connected peers now and then (the node
+//!   actor: every tick); without it the graft timers use their fixed defaults and no link
+//!   counts as lossy.
 
 pub(crate) mod cache;
 mod config;
