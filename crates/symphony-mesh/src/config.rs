@@ -300,7 +300,7 @@ pub struct ProtoSettings {
     /// Ceiling of the RTT-derived wait before the next announcer, ms. Default 1000.
     pub graft_retry_max_ms: u64,
     /// Packet loss, per mille, at which a link counts as lossy (lazy neighbours on it get
-    /// payloads instead of IHAVE). Default 10 (1%).
+    /// payloads besides IHAVE). Default 10 (1%).
     pub lossy_link_loss_permille: u32,
     /// Lazy neighbours pushed to per message over lossy links (0: never). Default 3.
     pub lossy_push_peers: usize,

@@ -126,7 +126,7 @@ pub struct PubsubConfig {
     /// Ceiling of the RTT-derived `timeout2`. Default 1 s.
     pub graft_retry_max: Duration,
     /// A link whose measured packet loss share is at least this is lossy: lazy neighbours
-    /// on it get payloads pushed instead of IHAVE (`plumtree` module docs). Default 0.01:
+    /// on it get payloads pushed besides the IHAVE (`plumtree` module docs). Default 0.01:
     /// a loopback or LAN path loses far less; at 1% loss a delivery over 4 hops waits for a
     /// retransmission once in 25.
     pub lossy_link_loss: f64,

@@ -17,7 +17,7 @@
 //!   within the floors and ceilings of [`PubsubConfig`]; without a sample they are
 //!   `graft_timeout` and `graft_retry`.
 //! - **Lossy links** (not in the paper): a lazy neighbour whose link loses at least
-//!   `lossy_link_loss` of its packets gets the payload pushed instead of an IHAVE, at most
+//!   `lossy_link_loss` of its packets gets the payload pushed besides the IHAVE, at most
 //!   `lossy_push_peers` of them per message. On a lossy network every node then receives
 //!   copies over several links, and a lost packet costs no QUIC retransmission or graft
 //!   round trip; the trees are unchanged (receiving a payload never changes a link), and a
@@ -400,6 +400,7 @@ impl PlumTree {
         // makes them PRUNE this link. This matters for repaired messages, which arrive late,
         // when every neighbour has long had them.
         let mut holders = vec![from];
+        let mut tell_parent = None;
         if let Some(missing) = self.missing.remove(&id) {
             if missing.asked == Some(from) {
                 self.observe(from, Observation::IwantFulfilled);
@@ -411,10 +412,13 @@ impl PlumTree {
             if tree.eager.contains(&from) {
                 tree.parent = Some(from);
             } else if let Some(parent) = tree.parent.filter(|p| tree.eager.contains(p)) {
-                // A push from a peer already pruned, crossing the PRUNE, arrived before the
-                // parent's copy. The parent has the message; pushing it there would be a
-                // duplicate that makes the parent PRUNE this node and cut it off the tree.
+                // A push from a lazy link (crossing a PRUNE, or a lossy-link push) arrived
+                // before the parent's copy. The parent most likely has the message; pushing
+                // it there would be a duplicate that makes the parent PRUNE this node and
+                // cut it off the tree. It gets an IHAVE instead: a parent that was itself cut
+                // off (its own parent crashed) then grafts rather than missing the message.
                 holders.push(parent);
+                tell_parent = Some(parent);
             }
         }
         if self.trees.topic(topic).is_some_and(|t| t.subscribed) {
@@ -428,6 +432,10 @@ impl PlumTree {
             });
         }
         self.forward(topic, id, payload, hops, &holders, now, out);
+        if let Some(parent) = tell_parent {
+            let hops = hops.saturating_add(1);
+            self.announce(parent, topic, IHaveEntry { id, hops }, out);
+        }
         Received::New(id.origin)
     }
 
@@ -836,9 +844,9 @@ impl PlumTree {
                     payload: payload.clone(),
                 };
                 out.send_gossip(peer, message);
-            } else {
-                self.announce(peer, topic, IHaveEntry { id, hops }, out);
             }
+            // The IHAVE too: a push dropped on a full queue is then still repaired.
+            self.announce(peer, topic, IHaveEntry { id, hops }, out);
         }
     }
 

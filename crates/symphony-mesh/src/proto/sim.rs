@@ -484,8 +484,11 @@ impl Sim {
         if self.slow.contains(&to) {
             delay += self.config.slow_extra;
         }
-        delay += self.recovery_delay(from, to);
         let late = delay > self.config.send_timeout;
+        // After the send-timeout check: QUIC delivers a retransmitted frame late but never
+        // drops it, and the transport's send timeout is about writes blocked by flow
+        // control, not about retransmissions.
+        delay += self.recovery_delay(from, to);
         if late {
             self.schedule(self.config.send_timeout, from, timed_out);
             if class == SendClass::Gossip {

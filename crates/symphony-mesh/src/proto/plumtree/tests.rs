@@ -487,7 +487,7 @@ fn graft_timers_follow_the_measured_path_rtt_within_floor_and_ceiling() {
 }
 
 #[test]
-fn lossy_lazy_links_get_payloads_instead_of_ihave_and_their_duplicates_are_not_penalised() {
+fn lossy_lazy_links_get_payloads_besides_ihave_and_their_duplicates_are_not_penalised() {
     let (mut p, mut out) = plumtree(&Config::default(), &[1, 2, 3, 4, 5, 6]);
     let now = Instant::now();
     let ms = Duration::from_millis;
@@ -510,6 +510,17 @@ fn lossy_lazy_links_get_payloads_instead_of_ihave_and_their_duplicates_are_not_p
     assert_eq!(pushed_to(&commands), vec![id(2), id(3), id(4)]);
     assert_eq!(p.counters().lossy_pushes, 3);
     assert_eq!(eager(&p, 9), vec![id(1)], "the tree is unchanged");
+    p.flush_ihave(&mut out);
+    let announced: Vec<NodeId> = sent(&take(&mut out))
+        .into_iter()
+        .filter(|(_, m)| m.kind() == MessageKind::IHave)
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(
+        announced,
+        vec![id(2), id(3), id(4), id(5), id(6)],
+        "repair path kept"
+    );
 
     let score = p.score(&id(2));
     p.on_message(id(2), gossip(9, 2, 2), now, &mut out);
@@ -538,4 +549,28 @@ fn lossy_lazy_links_get_payloads_instead_of_ihave_and_their_duplicates_are_not_p
     take(&mut out);
     q.on_message(id(1), gossip(9, 2, 1), now, &mut out);
     assert!(pushed_to(&take(&mut out)).is_empty(), "disabled");
+}
+
+#[test]
+fn a_copy_from_a_lazy_link_is_announced_to_the_parent_not_pushed() {
+    let (mut p, mut out) = plumtree(&Config::default(), &[1, 2, 3]);
+    let now = Instant::now();
+    p.on_message(id(1), gossip(9, 1, 1), now, &mut out);
+    let prune = GossipMessage::Prune {
+        topic: topic(),
+        origin: Some(id(9)),
+    };
+    p.on_message(id(2), prune, now, &mut out);
+    take(&mut out);
+    // Seq 2 comes over the lazy link first: the parent (1) may have been cut off.
+    p.on_message(id(2), gossip(9, 2, 2), now, &mut out);
+    let commands = take(&mut out);
+    assert_eq!(pushed_to(&commands), vec![id(3)], "the eager child only");
+    p.flush_ihave(&mut out);
+    let announced: Vec<NodeId> = sent(&take(&mut out))
+        .into_iter()
+        .filter(|(_, m)| m.kind() == MessageKind::IHave)
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(announced, vec![id(1)], "the parent hears of it");
 }
