@@ -160,8 +160,12 @@ impl MeshConfig {
         m.merge_cooldown = ms(p.merge_cooldown_ms);
         let g = &mut config.pubsub;
         g.ihave_interval = ms(p.ihave_interval_ms);
+        g.graft_timeout_min = ms(p.graft_timeout_min_ms);
         g.graft_timeout = ms(p.graft_timeout_ms);
         g.graft_retry = ms(p.graft_retry_ms);
+        g.graft_retry_max = ms(p.graft_retry_max_ms);
+        g.lossy_link_loss = f64::from(p.lossy_link_loss_permille) / 1000.0;
+        g.lossy_push_peers = p.lossy_push_peers;
         g.seen_ttl = ms(p.seen_ttl_ms);
         g.payload_ttl = ms(p.payload_ttl_ms);
         config.cooling.base = ms(p.cooling_base_ms);
@@ -286,10 +290,20 @@ pub struct ProtoSettings {
     pub merge_cooldown_ms: u64,
     /// IHAVE batching delay, ms. Default 25.
     pub ihave_interval_ms: u64,
-    /// Wait after an IHAVE before grafting, ms. Default 200.
+    /// Floor of the RTT-derived graft timers, ms. Default 10.
+    pub graft_timeout_min_ms: u64,
+    /// Wait after an IHAVE before grafting without an RTT sample, and the ceiling of the
+    /// RTT-derived wait, ms. Default 200.
     pub graft_timeout_ms: u64,
-    /// Wait before grafting the next announcer, ms. Default 100.
+    /// Wait before grafting the next announcer without an RTT sample, ms. Default 100.
     pub graft_retry_ms: u64,
+    /// Ceiling of the RTT-derived wait before the next announcer, ms. Default 1000.
+    pub graft_retry_max_ms: u64,
+    /// Packet loss, per mille, at which a link counts as lossy (lazy neighbours on it get
+    /// payloads besides IHAVE). Default 10 (1%).
+    pub lossy_link_loss_permille: u32,
+    /// Lazy neighbours pushed to per message over lossy links (0: never). Default 3.
+    pub lossy_push_peers: usize,
     /// Dedupe memory of message ids, ms. Default 120 000.
     pub seen_ttl_ms: u64,
     /// How long payloads are kept for IWANT/GRAFT, ms. Default 30 000.
@@ -315,8 +329,12 @@ impl Default for ProtoSettings {
             lost_backoff_max_ms: millis(m.lost_backoff_max),
             merge_cooldown_ms: millis(m.merge_cooldown),
             ihave_interval_ms: millis(p.ihave_interval),
+            graft_timeout_min_ms: millis(p.graft_timeout_min),
             graft_timeout_ms: millis(p.graft_timeout),
             graft_retry_ms: millis(p.graft_retry),
+            graft_retry_max_ms: millis(p.graft_retry_max),
+            lossy_link_loss_permille: (p.lossy_link_loss * 1000.0).round() as u32,
+            lossy_push_peers: p.lossy_push_peers,
             seen_ttl_ms: millis(p.seen_ttl),
             payload_ttl_ms: millis(p.payload_ttl),
             cooling_base_ms: millis(c.cooling.base),

@@ -14,7 +14,8 @@ use crate::direct::DirectCounters;
 use crate::mesh::PeerView;
 use crate::proto::{CooledStats, KindCounters, MessageKind, ProtoStats, Topic};
 use crate::transport::{
-    EventQueueStats, PerPurpose, QueueStats, TrafficStats, TransportStats, ViolationCounts,
+    EventQueueStats, PathStats, PerPurpose, QueueStats, TrafficStats, TransportStats,
+    ViolationCounts,
 };
 
 /// The whole snapshot. Counters count since the node started; depths are current.
@@ -165,6 +166,9 @@ pub struct PeerDiagnostics {
     pub send_timeouts: u64,
     /// Mean time from enqueue to write for sampled sends, ms.
     pub send_latency_ms: f64,
+    /// QUIC path of its newest connection: smoothed RTT (µs; the graft timers follow it),
+    /// packets sent and declared lost, congestion window.
+    pub path: PathStats,
     /// Outbound queue depths of its newest connection, per stream.
     pub queues: PerPurpose<QueueStats>,
     /// Frames this node's control backlog holds for the peer (outbound queue was full).
@@ -430,6 +434,7 @@ fn peer(
         duplicates: p.map_or(0, |p| p.duplicates),
         send_timeouts: sum(|p| p.send_timeouts),
         send_latency_ms: p.map_or(0.0, |p| p.send_latency_ms),
+        path: t.map(|t| t.path).unwrap_or_default(),
         queues: t.map(|t| t.queues).unwrap_or_default(),
         control_backlog: backlog.get(&info.node_id).copied().unwrap_or(0),
         dropped_queue_full: sum(|p| p.dropped_queue_full),

@@ -839,3 +839,52 @@ async fn an_untrusted_node_cannot_join() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_rtt_is_measured_per_peer_and_shown_in_diagnostics() {
+    let _swarm = SWARM.lock().await;
+    bounded(Duration::from_secs(30), async {
+        // 40 ms each way through the relay: a round trip of about 80 ms.
+        let conditions = LinkConditions {
+            delay: Duration::from_millis(40),
+            ..LinkConditions::default()
+        };
+        let relay = Relay::start(2, conditions).await.unwrap();
+        let ids = [Identity::generate().unwrap(), Identity::generate().unwrap()];
+        let first = BootstrapPeer {
+            id: Some(ids[0].node_id()),
+            addr: relay.front(0),
+        };
+        let mut nodes = Vec::new();
+        for (i, identity) in ids.into_iter().enumerate() {
+            let mut config = config();
+            config.advertise = Some(relay.front(i));
+            config.bootstrap = if i == 0 { vec![] } else { vec![first] };
+            let mesh = Mesh::start_with_identity(config, identity).await.unwrap();
+            relay.register(i, mesh.local_addr());
+            nodes.push(mesh);
+        }
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let rtt_ms = |d: &symphony_mesh::Diagnostics| {
+            let peer = d.peers.iter().find(|p| p.node_id == b.node_id())?;
+            let proto = d.proto.peers.get(&b.node_id())?;
+            Some((peer.path.rtt_us as f64 / 1000.0, proto.rtt_ms))
+        };
+        // The actor reports RTTs to the protocol every tick (100 ms here) once connected.
+        eventually(|| async {
+            let d = a.diagnostics().await.unwrap();
+            rtt_ms(&d).is_some_and(|(_, proto)| proto > 0.0)
+        })
+        .await;
+        let d = a.diagnostics().await.unwrap();
+        let (path, proto) = rtt_ms(&d).unwrap();
+        assert!((75.0..400.0).contains(&path), "path RTT {path} ms");
+        assert!((75.0..400.0).contains(&proto), "protocol's RTT {proto} ms");
+        let peer = d.peers.iter().find(|p| p.node_id == b.node_id()).unwrap();
+        assert!(peer.path.sent_packets > 0 && peer.path.cwnd > 0);
+        for node in &nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}

@@ -261,8 +261,13 @@ impl Node {
         }
     }
 
-    /// Once per protocol tick: retry bootstrap addresses, expire waiting requests.
+    /// Once per protocol tick: report paths (graft timers and lossy-link pushes follow
+    /// them), retry bootstrap addresses, expire waiting requests.
     fn housekeeping(&mut self, now: Instant) {
+        for (peer, path) in self.transport.paths() {
+            let (rtt, loss) = (path.rtt(), path.loss());
+            self.feed(proto::Event::Path { peer, rtt, loss });
+        }
         self.retry_bootstrap(now);
         self.waiting
             .retain(|_, w| w.deadline > now && !w.tx.is_closed());

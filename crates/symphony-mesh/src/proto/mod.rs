@@ -4,7 +4,7 @@
 //! One [`State`] per node. The network shell feeds it [`Event`]s together with the current
 //! time and executes the [`Command`]s it returns: no sockets, tasks, clocks or global
 //! randomness live here (the RNG is a seeded `StdRng` inside the state), so a whole swarm runs
-//! deterministically in a test simulator (`sim`, tests only).
+//! deterministically in a simulator ([`sim`], for tests and the bench).
 //!
 //! Parts: [`hyparview`] (membership, with settling re-joins and partition re-merge),
 //! [`plumtree`] (one broadcast tree per topic and origin), [`score`] (decayed peer score
@@ -22,7 +22,10 @@
 //!   it does the state neither dials that peer nor accepts its requests;
 //! - each `Send` on a live connection is answered by `SendSucceeded` or `SendTimedOut`
 //!   (per-peer send timeout); a `Send` to a peer without a connection is dropped;
-//! - `SetTimer { after, timer }` fires `TimerFired(timer)` once, `after` from now.
+//! - `SetTimer { after, timer }` fires `TimerFired(timer)` once, `after` from now;
+//! - `Path { peer, rtt, loss }` is reported for connected peers now and then (the node
+//!   actor: every tick); without it the graft timers use their fixed defaults and no link
+//!   counts as lossy.
 
 pub(crate) mod cache;
 mod config;
@@ -30,8 +33,7 @@ pub mod cooling;
 pub mod hyparview;
 pub mod plumtree;
 pub mod score;
-#[cfg(test)]
-mod sim;
+pub mod sim;
 mod state;
 mod stats;
 pub mod wire;
@@ -236,6 +238,16 @@ pub enum Event {
     Unsubscribe(Topic),
     /// A send to the peer did not complete within the shell's per-peer send timeout.
     SendTimedOut(NodeId),
+    /// The transport's current view of the path to a connected peer. Reported periodically;
+    /// the graft timers follow `rtt`, lossy-link pushes follow `loss`.
+    Path {
+        /// The peer.
+        peer: NodeId,
+        /// Smoothed round-trip time (QUIC, RFC 9002 §5.3).
+        rtt: Duration,
+        /// Share of the packets sent to the peer that were declared lost, in [0, 1].
+        loss: f64,
+    },
     /// A send to the peer completed.
     SendSucceeded {
         /// The peer.

@@ -11,8 +11,17 @@
 //! - **PRUNE on duplicates** (§3.1): a payload that arrives twice is a cycle; the receiver
 //!   makes the link lazy in that origin's tree on both ends with PRUNE.
 //! - **GRAFT on missing messages** (§3.2): an IHAVE for a message not received starts a timer
-//!   (`graft_timeout`); when it fires the node sends GRAFT (or IWANT, below) to one announcer
-//!   — best score first, then fewest hops — and retries the next one after `graft_retry`.
+//!   (`timeout1`); when it fires the node sends GRAFT (or IWANT, below) to one announcer
+//!   — best score first, then fewest hops — and retries the next one after `timeout2`. Both
+//!   follow the measured path RTT of the peer concerned ([`Event::Path`](super::Event)),
+//!   within the floors and ceilings of [`PubsubConfig`]; without a sample they are
+//!   `graft_timeout` and `graft_retry`.
+//! - **Lossy links** (not in the paper): a lazy neighbour whose link loses at least
+//!   `lossy_link_loss` of its packets gets the payload pushed besides the IHAVE, at most
+//!   `lossy_push_peers` of them per message. On a lossy network every node then receives
+//!   copies over several links, and a lost packet costs no QUIC retransmission or graft
+//!   round trip; the trees are unchanged (receiving a payload never changes a link), and a
+//!   duplicate from a lazy link neither prunes nor lowers the sender's score.
 //! - **Symmetric links**: both ends of a link agree on eager/lazy per tree. PRUNE makes the
 //!   link lazy on both ends, GRAFT eager on both ends; a node that will not take a graft (the
 //!   requester is cooled or scores too low) answers PRUNE. Receiving a payload never changes
@@ -135,6 +144,8 @@ pub struct PubsubCounters {
     pub duplicates: u64,
     /// Eager pushes replaced by IHAVE because the peer was cooled.
     pub pushes_withheld: u64,
+    /// Payloads pushed to lazy neighbours over lossy links instead of an IHAVE.
+    pub lossy_pushes: u64,
     /// IHAVE entries dropped because the peer's lazy queue was full.
     pub lazy_queue_drops: u64,
     /// IHAVE entries ignored because the missing-message table was full.
@@ -217,6 +228,9 @@ pub(crate) struct PlumTree {
     lazy_queue: BTreeMap<NodeId, Vec<(Topic, IHaveEntry)>>,
     ihave_armed: bool,
     scores: BTreeMap<NodeId, PeerScore>,
+    /// Latest path RTT and loss share per neighbour, from the transport.
+    rtts: BTreeMap<NodeId, std::time::Duration>,
+    losses: BTreeMap<NodeId, f64>,
     cooling: Cooling,
     last_decay: Option<Instant>,
     ticks: u32,
@@ -248,6 +262,8 @@ impl PlumTree {
             lazy_queue: BTreeMap::new(),
             ihave_armed: false,
             scores: BTreeMap::new(),
+            rtts: BTreeMap::new(),
+            losses: BTreeMap::new(),
             cooling: Cooling::new(config.cooling.clone()),
             last_decay: None,
             ticks: 0,
@@ -343,9 +359,16 @@ impl PlumTree {
     ) -> Received {
         if id.origin == self.me || self.seen.contains(&id) {
             self.counters.duplicates += 1;
-            self.observe(from, Observation::Duplicate);
+            let eager = self
+                .trees
+                .tree(topic, &id.origin)
+                .is_some_and(|tree| tree.eager.contains(&from));
+            // A copy from a lazy link is a lossy-link push or crossed a PRUNE: the sender
+            // did nothing wrong.
+            if eager {
+                self.observe(from, Observation::Duplicate);
+            }
             let tree = self.trees.tree(topic, &id.origin);
-            let eager = tree.is_some_and(|tree| tree.eager.contains(&from));
             // The first copy came from a peer this node had already pruned (a push that
             // crossed the PRUNE): `from` is the parent that stays. Pruning it too would leave
             // the tree without a parent here until a graft repairs it.
@@ -377,6 +400,7 @@ impl PlumTree {
         // makes them PRUNE this link. This matters for repaired messages, which arrive late,
         // when every neighbour has long had them.
         let mut holders = vec![from];
+        let mut tell_parent = None;
         if let Some(missing) = self.missing.remove(&id) {
             if missing.asked == Some(from) {
                 self.observe(from, Observation::IwantFulfilled);
@@ -388,10 +412,13 @@ impl PlumTree {
             if tree.eager.contains(&from) {
                 tree.parent = Some(from);
             } else if let Some(parent) = tree.parent.filter(|p| tree.eager.contains(p)) {
-                // A push from a peer already pruned, crossing the PRUNE, arrived before the
-                // parent's copy. The parent has the message; pushing it there would be a
-                // duplicate that makes the parent PRUNE this node and cut it off the tree.
+                // A push from a lazy link (crossing a PRUNE, or a lossy-link push) arrived
+                // before the parent's copy. The parent most likely has the message; pushing
+                // it there would be a duplicate that makes the parent PRUNE this node and
+                // cut it off the tree. It gets an IHAVE instead: a parent that was itself cut
+                // off (its own parent crashed) then grafts rather than missing the message.
                 holders.push(parent);
+                tell_parent = Some(parent);
             }
         }
         if self.trees.topic(topic).is_some_and(|t| t.subscribed) {
@@ -405,6 +432,10 @@ impl PlumTree {
             });
         }
         self.forward(topic, id, payload, hops, &holders, now, out);
+        if let Some(parent) = tell_parent {
+            let hops = hops.saturating_add(1);
+            self.announce(parent, topic, IHaveEntry { id, hops }, out);
+        }
         Received::New(id.origin)
     }
 
@@ -437,7 +468,7 @@ impl PlumTree {
                     announced: vec![from],
                 },
             );
-            out.timer(self.config.graft_timeout, Timer::Graft(entry.id));
+            out.timer(self.graft_timeout(&from), Timer::Graft(entry.id));
         }
     }
 
@@ -484,7 +515,7 @@ impl PlumTree {
         } else {
             out.send_gossip(peer, GossipMessage::IWant { ids: vec![id] });
         }
-        out.timer(self.config.graft_retry, Timer::Graft(id));
+        out.timer(self.graft_retry(&peer), Timer::Graft(id));
     }
 
     fn on_graft(
@@ -599,7 +630,49 @@ impl PlumTree {
         }
     }
 
+    /// The transport measured the path to `peer`: RTT and packet loss share (neighbours
+    /// only; forgotten when the link goes down).
+    pub fn set_path(&mut self, peer: NodeId, rtt: std::time::Duration, loss: f64) {
+        if self.neighbors.contains(&peer) {
+            self.rtts.insert(peer, rtt);
+            self.losses.insert(peer, loss);
+        }
+    }
+
+    fn lossy(&self, peer: &NodeId) -> bool {
+        self.losses
+            .get(peer)
+            .is_some_and(|l| *l >= self.config.lossy_link_loss)
+    }
+
+    /// The measured path RTT to `peer`, if any.
+    pub fn rtt(&self, peer: &NodeId) -> Option<std::time::Duration> {
+        self.rtts.get(peer).copied()
+    }
+
+    /// PlumTree `timeout1` for a message `announcer` announced: its path RTT within
+    /// [`PubsubConfig::graft_timeout_min`, `graft_timeout`], or `graft_timeout` unmeasured.
+    fn graft_timeout(&self, announcer: &NodeId) -> std::time::Duration {
+        let c = &self.config;
+        self.rtt(announcer).map_or(c.graft_timeout, |rtt| {
+            rtt.min(c.graft_timeout).max(c.graft_timeout_min)
+        })
+    }
+
+    /// PlumTree `timeout2` after asking `asked`: 1.25 × its RTT + 5 ms (a round trip plus its
+    /// processing) within [`PubsubConfig::graft_timeout_min`, `graft_retry_max`], or
+    /// `graft_retry` unmeasured.
+    fn graft_retry(&self, asked: &NodeId) -> std::time::Duration {
+        let c = &self.config;
+        self.rtt(asked).map_or(c.graft_retry, |rtt| {
+            let wait = rtt + rtt / 4 + std::time::Duration::from_millis(5);
+            wait.min(c.graft_retry_max).max(c.graft_timeout_min)
+        })
+    }
+
     pub fn neighbor_down(&mut self, peer: NodeId) {
+        self.rtts.remove(&peer);
+        self.losses.remove(&peer);
         self.neighbors.retain(|p| *p != peer);
         self.trees.remove_neighbor(&peer);
         self.lazy_queue.remove(&peer);
@@ -759,7 +832,20 @@ impl PlumTree {
                 self.announce(peer, topic, IHaveEntry { id, hops }, out);
             }
         }
+        let mut extra = self.config.lossy_push_peers;
         for peer in lazy {
+            if extra > 0 && self.lossy(&peer) && self.cooling.allow_push(peer, now) {
+                extra -= 1;
+                self.counters.lossy_pushes += 1;
+                let message = GossipMessage::Gossip {
+                    id,
+                    topic: topic.clone(),
+                    hops,
+                    payload: payload.clone(),
+                };
+                out.send_gossip(peer, message);
+            }
+            // The IHAVE too: a push dropped on a full queue is then still repaired.
             self.announce(peer, topic, IHaveEntry { id, hops }, out);
         }
     }

@@ -1,15 +1,20 @@
-//! A deterministic discrete-event simulator of a swarm of [`State`]s (tests only).
+//! A deterministic discrete-event simulator of a swarm of [`State`]s, for the tests and the
+//! bench (`mesh-bench --sim`, see [`swarm`]).
 //!
 //! It plays the network shell: executes every [`Command`], delivers messages after a per-link
 //! latency plus jitter (in order per direction, as on one QUIC stream), drops gossip-class
-//! frames with a configured probability, fires timers, and models connections: dials take a
+//! frames with a configured probability (receiver overload), delays frames whose packet was
+//! lost by QUIC's recovery (one probe timeout per loss, head-of-line blocking the frames
+//! behind it on that link), fires timers, and models connections: dials take a
 //! round trip, `Disconnect` closes after queued frames arrive, and a link whose far end was
 //! killed or partitioned away reports `PeerDown` on both live ends after the idle timeout.
 //! Sends to a partitioned or dead peer, or slower than the send timeout (a slow node), report
 //! `SendTimedOut`; a timed-out gossip frame is dropped, a control frame arrives late.
 //! Virtual time only; one seed fixes everything.
 
+#[cfg(test)]
 mod scenarios;
+pub mod swarm;
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -27,7 +32,8 @@ use crate::NodeId;
 
 /// Network model and protocol configuration of a simulation.
 #[derive(Clone, Debug)]
-pub(crate) struct SimConfig {
+pub struct SimConfig {
+    /// Fixes every random choice of the run (links, jitter, losses, node RNGs).
     pub seed: u64,
     /// Each link's fixed one-way latency is drawn uniformly from this range.
     pub latency: (Duration, Duration),
@@ -35,21 +41,36 @@ pub(crate) struct SimConfig {
     pub jitter: Duration,
     /// Probability that a gossip-class frame is lost (receiver overload).
     pub gossip_loss: f64,
+    /// Probability that the packet carrying a frame is lost on the wire. QUIC retransmits
+    /// it after a probe timeout ([`SimConfig::probe_timeout`]); each further loss of the
+    /// retransmission doubles the wait (RFC 9002 §6.2). Frames behind it on the same link
+    /// wait too (one ordered stream).
+    pub packet_loss: f64,
+    /// Added to the link's round trip to give the probe timeout of a lost packet (RFC 9002
+    /// §6.2.1: 4 × rttvar + max_ack_delay). Default 10 ms.
+    pub probe_extra: Duration,
+    /// A connection whose peer is unreachable this long is reported down.
     pub idle_timeout: Duration,
+    /// A dial to an unreachable peer fails after this.
     pub connect_timeout: Duration,
+    /// A send slower than this is reported as `SendTimedOut`.
     pub send_timeout: Duration,
     /// Extra delay of every frame sent to a slow node.
     pub slow_extra: Duration,
+    /// Protocol configuration of every node.
     pub proto: Config,
 }
 
 impl SimConfig {
+    /// The default network: links of 5–40 ms with 5 ms jitter, no loss, 10 s idle timeout.
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
             latency: (Duration::from_millis(5), Duration::from_millis(40)),
             jitter: Duration::from_millis(5),
             gossip_loss: 0.0,
+            packet_loss: 0.0,
+            probe_extra: Duration::from_millis(10),
             idle_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             send_timeout: Duration::from_millis(500),
@@ -119,22 +140,33 @@ struct Link {
 
 /// A message delivered to the application of a node.
 #[derive(Clone, Debug)]
-pub(crate) struct Delivery {
+pub struct Delivery {
+    /// Virtual time of the delivery since the start of the run.
     pub at: Duration,
+    /// The message.
     pub id: MessageId,
+    /// Its payload.
     pub payload: Bytes,
+    /// Links from the origin (1 = direct).
     pub hops: u16,
 }
 
-pub(crate) struct SimNode {
+/// One simulated node.
+pub struct SimNode {
+    /// Its protocol state.
     pub state: State,
+    /// False once killed.
     pub alive: bool,
+    /// Everything delivered to its application, in order.
     pub deliveries: Vec<Delivery>,
+    /// `NeighborUp` commands so far.
     pub neighbor_up: u64,
+    /// `NeighborDown` commands so far.
     pub neighbor_down: u64,
 }
 
-pub(crate) struct Sim {
+/// The simulator: a swarm of nodes on a virtual network and clock.
+pub struct Sim {
     config: SimConfig,
     rng: StdRng,
     base: Instant,
@@ -142,6 +174,7 @@ pub(crate) struct Sim {
     seq: u64,
     next_epoch: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
+    /// The nodes, by index.
     pub nodes: Vec<SimNode>,
     addrs: Vec<PeerAddr>,
     index: BTreeMap<NodeId, usize>,
@@ -155,6 +188,8 @@ pub(crate) struct Sim {
     pub receptions: BTreeMap<MessageId, u64>,
     /// Payload frames sent to each node (eager pushes and pull answers).
     pub payload_sends_to: Vec<u64>,
+    /// Packets lost on the wire and retransmitted.
+    pub packets_lost: u64,
 }
 
 fn node_id(index: usize) -> NodeId {
@@ -168,7 +203,11 @@ fn pair(a: usize, b: usize) -> (usize, usize) {
 }
 
 impl Sim {
-    pub fn new(config: SimConfig, n: usize) -> Self {
+    /// `n` nodes, not yet joined, at virtual time zero.
+    ///
+    /// # Errors
+    /// The protocol configuration is invalid.
+    pub fn new(config: SimConfig, n: usize) -> Result<Self, super::ConfigError> {
         let addrs: Vec<PeerAddr> = (0..n)
             .map(|i| {
                 let ip = Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1);
@@ -180,20 +219,16 @@ impl Sim {
             .enumerate()
             .map(|(i, addr)| {
                 let seed = config.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
-                let state = match State::new(*addr, config.proto.clone(), seed) {
-                    Ok(state) => state,
-                    Err(e) => panic!("invalid sim config: {e}"),
-                };
-                SimNode {
-                    state,
+                Ok(SimNode {
+                    state: State::new(*addr, config.proto.clone(), seed)?,
                     alive: true,
                     deliveries: Vec::new(),
                     neighbor_up: 0,
                     neighbor_down: 0,
-                }
+                })
             })
-            .collect();
-        Self {
+            .collect::<Result<_, super::ConfigError>>()?;
+        Ok(Self {
             rng: StdRng::seed_from_u64(config.seed),
             config,
             base: Instant::now(),
@@ -212,21 +247,31 @@ impl Sim {
             slow: BTreeSet::new(),
             receptions: BTreeMap::new(),
             payload_sends_to: vec![0; n],
-        }
+            packets_lost: 0,
+        })
     }
 
+    /// Virtual time since the start.
     pub fn now(&self) -> Duration {
         self.now
     }
 
+    /// The NodeId of node `node`.
     pub fn id(&self, node: usize) -> NodeId {
         self.addrs[node].id
     }
 
+    /// Nodes in the swarm, dead ones included.
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
 
+    /// Whether the swarm has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Indices of the live nodes.
     pub fn alive(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.nodes.len()).filter(|i| self.nodes[*i].alive)
     }
@@ -237,15 +282,19 @@ impl Sim {
         self.schedule(after, node, SimEvent::Proto(Event::Join(peers)));
     }
 
+    /// Feeds `event` to node `node` now.
     pub fn input(&mut self, node: usize, event: Event) {
         self.schedule(Duration::ZERO, node, SimEvent::Proto(event));
     }
 
+    /// Node `node` publishes `payload` on `topic` now.
     pub fn publish(&mut self, node: usize, topic: &Topic, payload: Bytes) {
         let topic = topic.clone();
         self.input(node, Event::Publish { topic, payload });
     }
 
+    /// Node `node` crashes: it stops processing, and its neighbours see its links go down
+    /// after the idle timeout.
     pub fn kill(&mut self, node: usize) {
         self.nodes[node].alive = false;
         let links: Vec<((usize, usize), u64)> = self
@@ -276,6 +325,7 @@ impl Sim {
         }
     }
 
+    /// Ends the partition.
     pub fn heal(&mut self) {
         self.group = None;
     }
@@ -285,6 +335,7 @@ impl Sim {
         self.slow.insert(node);
     }
 
+    /// Processes every event due within `duration` of virtual time.
     pub fn run_for(&mut self, duration: Duration) {
         let until = self.now + duration;
         while let Some(Reverse(next)) = self.queue.peek() {
@@ -396,7 +447,21 @@ impl Sim {
                     hops,
                 });
             }
-            Command::NeighborUp(_) => self.nodes[node].neighbor_up += 1,
+            Command::NeighborUp(id) => {
+                self.nodes[node].neighbor_up += 1;
+                // The shell reports the path RTT of a neighbour's link, as the node actor
+                // does from QUIC each tick.
+                if let Some(&peer) = self.index.get(&id) {
+                    let rtt = self.link_latency(node, peer) * 2;
+                    let loss = self.config.packet_loss;
+                    let path = Event::Path {
+                        peer: id,
+                        rtt,
+                        loss,
+                    };
+                    self.schedule(Duration::ZERO, node, SimEvent::Proto(path));
+                }
+            }
             Command::NeighborDown(_) => self.nodes[node].neighbor_down += 1,
         }
     }
@@ -420,6 +485,10 @@ impl Sim {
             delay += self.config.slow_extra;
         }
         let late = delay > self.config.send_timeout;
+        // After the send-timeout check: QUIC delivers a retransmitted frame late but never
+        // drops it, and the transport's send timeout is about writes blocked by flow
+        // control, not about retransmissions.
+        delay += self.recovery_delay(from, to);
         if late {
             self.schedule(self.config.send_timeout, from, timed_out);
             if class == SendClass::Gossip {
@@ -451,6 +520,26 @@ impl Sim {
                 },
             );
         }
+    }
+
+    /// Extra delay of a frame from losses of its packet: one probe timeout (round trip +
+    /// `probe_extra`) for the first loss, doubled for each loss of the retransmission.
+    fn recovery_delay(&mut self, from: usize, to: usize) -> Duration {
+        if self.config.packet_loss <= 0.0 {
+            return Duration::ZERO;
+        }
+        let mut probe = self.link_latency(from, to) * 2 + self.config.probe_extra;
+        let mut extra = Duration::ZERO;
+        // Bounded: at 16 consecutive losses the link is as good as dead.
+        for _ in 0..16 {
+            if self.rng.random::<f64>() >= self.config.packet_loss {
+                break;
+            }
+            self.packets_lost += 1;
+            extra += probe;
+            probe *= 2;
+        }
+        extra
     }
 
     fn dial(&mut self, node: usize, addr: PeerAddr) {

@@ -156,6 +156,13 @@ impl State {
                 self.peers.entry(peer).or_default().send_timeouts += 1;
                 self.pubsub.on_send_timeout(peer, now);
             }
+            Event::Path { peer, rtt, loss } => {
+                if let Some(tally) = self.peers.get_mut(&peer) {
+                    tally.rtt_ms = rtt.as_secs_f64() * 1000.0;
+                    tally.loss = loss;
+                }
+                self.pubsub.set_path(peer, rtt, loss);
+            }
             Event::SendSucceeded { peer, latency } => {
                 self.peers.entry(peer).or_default().send_succeeded(latency);
                 self.pubsub.on_send_success(peer);
@@ -218,6 +225,8 @@ impl State {
                     send_successes: t.send_successes,
                     send_timeouts: t.send_timeouts,
                     send_latency_ms: t.send_latency_ms,
+                    rtt_ms: t.rtt_ms,
+                    loss: t.loss,
                     score: self.pubsub.score(id),
                 };
                 (*id, stats)

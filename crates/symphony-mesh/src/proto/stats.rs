@@ -88,6 +88,12 @@ pub struct PeerStats {
     /// Exponentially weighted mean of reported send latencies (weight 0.1 per sample), in
     /// milliseconds; 0 before the first sample.
     pub send_latency_ms: f64,
+    /// Latest path RTT the transport reported (QUIC smoothed RTT), in milliseconds; 0
+    /// before the first report. The graft timers follow it.
+    pub rtt_ms: f64,
+    /// Latest packet loss share the transport reported, in [0, 1]; at or above
+    /// `pubsub.lossy_link_loss` the link gets payloads even when lazy.
+    pub loss: f64,
     /// Current decayed score (`score` module).
     pub score: f64,
 }
@@ -211,6 +217,8 @@ pub(crate) struct PeerTally {
     pub send_successes: u64,
     pub send_timeouts: u64,
     pub send_latency_ms: f64,
+    pub rtt_ms: f64,
+    pub loss: f64,
 }
 
 impl PeerTally {

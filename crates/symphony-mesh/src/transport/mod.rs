@@ -21,8 +21,8 @@ use bytes::Bytes;
 
 pub use events::{DownReason, Event, Events, StreamCloseReason};
 pub use stats::{
-    ConnectionStats, DwellStats, EventQueueStats, PeerStats, PerPurpose, PurposeStats, QueueStats,
-    TrafficStats, TransportStats, ViolationCounts,
+    ConnectionStats, DwellStats, EventQueueStats, PathStats, PeerStats, PerPurpose, PurposeStats,
+    QueueStats, TrafficStats, TransportStats, ViolationCounts,
 };
 pub use stream::{Purpose, StreamSetupError};
 
@@ -429,7 +429,7 @@ impl Transport {
         let shared = self.shared();
         let (open, peers) = {
             let table = shared.table();
-            (table.connection_count(), table.snapshot())
+            (table.connection_count(), table.snapshot(path_stats))
         };
         let (depth, capacity) = shared.events.depth();
         TransportStats {
@@ -442,11 +442,27 @@ impl Transport {
         }
     }
 
+    /// The QUIC path figures (smoothed RTT, RFC 9002 §5.3; packets sent and lost) of the
+    /// newest connection of every connected peer, ordered by NodeId.
+    pub fn paths(&self) -> Vec<(NodeId, PathStats)> {
+        self.shared().table().newest(path_stats)
+    }
+
     /// Graceful shutdown: stops new connections, lets queued frames drain (bounded by
     /// `shutdown_grace`), closes every connection with [`close_code::SHUTDOWN`], and waits
     /// (bounded again) for the closes to reach the peers. Later calls return at once.
     pub async fn shutdown(&self) {
         self.shared().shutdown().await;
+    }
+}
+
+fn path_stats(conn: &quinn::Connection) -> PathStats {
+    let path = conn.stats().path;
+    PathStats {
+        rtt_us: u64::try_from(conn.rtt().as_micros()).unwrap_or(u64::MAX),
+        sent_packets: path.sent_packets,
+        lost_packets: path.lost_packets,
+        cwnd: path.cwnd,
     }
 }
 

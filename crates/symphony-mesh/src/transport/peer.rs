@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use super::stats::{Counters, PeerStats, PerPurpose, QueueStats, Tally, TrafficCounters};
+use super::stats::{
+    Counters, PathStats, PeerStats, PerPurpose, QueueStats, Tally, TrafficCounters,
+};
 use super::stream::{Purpose, StreamHandle};
 use crate::NodeId;
 
@@ -220,8 +222,22 @@ impl<C> PeerTable<C> {
         self.peers.values().map(|s| s.connections.len()).sum()
     }
 
-    /// Per-peer stats, ordered by NodeId.
-    pub(super) fn snapshot(&self) -> Vec<PeerStats> {
+    /// `f` of the newest open connection of every connected peer, ordered by NodeId.
+    pub(super) fn newest<T>(&self, f: impl Fn(&C) -> T) -> Vec<(NodeId, T)> {
+        let mut out: Vec<(NodeId, T)> = self
+            .peers
+            .iter()
+            .filter_map(|(id, state)| {
+                let (_, newest) = state.connections.iter().rev().find(|(_, e)| !e.closing)?;
+                Some((*id, f(&newest.conn)))
+            })
+            .collect();
+        out.sort_by_key(|(id, _)| *id);
+        out
+    }
+
+    /// Per-peer stats, ordered by NodeId; `path` reads a connection's QUIC path figures.
+    pub(super) fn snapshot(&self, path: impl Fn(&C) -> PathStats) -> Vec<PeerStats> {
         let mut peers: Vec<PeerStats> = self
             .peers
             .iter()
@@ -249,6 +265,7 @@ impl<C> PeerTable<C> {
                         direct: queue(Purpose::Direct),
                     },
                     traffic: state.counters.snapshot(),
+                    path: path(&newest.conn),
                 })
             })
             .collect();
@@ -360,7 +377,10 @@ mod tests {
         let (e3, _) = entry(3);
         let closing = table.insert(PEER, 3, e3);
         assert_eq!(closing.iter().map(|c| c.conn).collect::<Vec<_>>(), vec![1]);
-        assert_eq!(table.snapshot()[0].generations, vec![1, 2, 3]);
+        assert_eq!(
+            table.snapshot(|_| PathStats::default())[0].generations,
+            vec![1, 2, 3]
+        );
         assert_eq!(table.remove(&PEER, 1), Removed::Remaining);
     }
 

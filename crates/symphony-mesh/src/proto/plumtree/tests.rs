@@ -1,5 +1,6 @@
 use super::*;
 use crate::proto::Message;
+use std::time::Duration;
 
 fn id(n: u8) -> NodeId {
     NodeId::from_bytes([n; 32])
@@ -430,4 +431,146 @@ fn a_repaired_message_is_not_pushed_to_the_peers_that_announced_it() {
     take(&mut out);
     p.on_message(id(1), gossip(9, 5, 2), now, &mut out);
     assert_eq!(pushed_to(&take(&mut out)), vec![id(3)]);
+}
+
+#[test]
+fn graft_timers_follow_the_measured_path_rtt_within_floor_and_ceiling() {
+    let config = Config::default();
+    let c = &config.pubsub;
+    let (mut p, mut out) = plumtree(&config, &[1, 2, 3, 4]);
+    let now = Instant::now();
+    let ms = Duration::from_millis;
+    // 1: loopback (below the floor), 2: a WAN link, 3: beyond the ceilings, 4: unmeasured.
+    p.set_path(id(1), Duration::from_micros(300), 0.0);
+    p.set_path(id(2), ms(120), 0.0);
+    p.set_path(id(3), ms(5000), 0.0);
+    p.set_path(id(7), ms(50), 0.0);
+    assert_eq!(p.rtt(&id(7)), None, "not a neighbour");
+    let timer_after = |p: &mut PlumTree, out: &mut Outbox, from: u8, seq: u64| {
+        let ihave = GossipMessage::IHave {
+            topic: topic(),
+            entries: vec![IHaveEntry {
+                id: msg(9, seq),
+                hops: 1,
+            }],
+        };
+        p.on_message(id(from), ihave, now, out);
+        match take(out).as_slice() {
+            [Command::SetTimer { after, .. }] => *after,
+            other => panic!("expected one timer, got {other:?}"),
+        }
+    };
+    assert_eq!(timer_after(&mut p, &mut out, 1, 1), c.graft_timeout_min);
+    assert_eq!(timer_after(&mut p, &mut out, 2, 2), ms(120));
+    assert_eq!(timer_after(&mut p, &mut out, 3, 3), c.graft_timeout);
+    assert_eq!(timer_after(&mut p, &mut out, 4, 4), c.graft_timeout);
+    let retry_after = |p: &mut PlumTree, out: &mut Outbox, seq: u64| {
+        p.on_graft_timer(msg(9, seq), now, out);
+        take(out)
+            .into_iter()
+            .find_map(|c| match c {
+                Command::SetTimer { after, .. } => Some(after),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(retry_after(&mut p, &mut out, 1), c.graft_timeout_min);
+    assert_eq!(
+        retry_after(&mut p, &mut out, 2),
+        ms(155),
+        "1.25 × 120 ms + 5 ms"
+    );
+    assert_eq!(retry_after(&mut p, &mut out, 3), c.graft_retry_max);
+    assert_eq!(retry_after(&mut p, &mut out, 4), c.graft_retry);
+    p.neighbor_down(id(2));
+    assert_eq!(p.rtt(&id(2)), None, "forgotten with the link");
+}
+
+#[test]
+fn lossy_lazy_links_get_payloads_besides_ihave_and_their_duplicates_are_not_penalised() {
+    let (mut p, mut out) = plumtree(&Config::default(), &[1, 2, 3, 4, 5, 6]);
+    let now = Instant::now();
+    let ms = Duration::from_millis;
+    p.on_message(id(1), gossip(9, 1, 1), now, &mut out);
+    for peer in 2..=6 {
+        let prune = GossipMessage::Prune {
+            topic: topic(),
+            origin: Some(id(9)),
+        };
+        p.on_message(id(peer), prune, now, &mut out);
+    }
+    assert_eq!(eager(&p, 9), vec![id(1)]);
+    // 2–5 lose 5% of their packets, 6 is clean; at most 3 lossy pushes per message.
+    for peer in 2..=6 {
+        p.set_path(id(peer), ms(50), if peer == 6 { 0.0 } else { 0.05 });
+    }
+    take(&mut out);
+    p.on_message(id(1), gossip(9, 2, 1), now, &mut out);
+    let commands = take(&mut out);
+    assert_eq!(pushed_to(&commands), vec![id(2), id(3), id(4)]);
+    assert_eq!(p.counters().lossy_pushes, 3);
+    assert_eq!(eager(&p, 9), vec![id(1)], "the tree is unchanged");
+    p.flush_ihave(&mut out);
+    let announced: Vec<NodeId> = sent(&take(&mut out))
+        .into_iter()
+        .filter(|(_, m)| m.kind() == MessageKind::IHave)
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(
+        announced,
+        vec![id(2), id(3), id(4), id(5), id(6)],
+        "repair path kept"
+    );
+
+    let score = p.score(&id(2));
+    p.on_message(id(2), gossip(9, 2, 2), now, &mut out);
+    assert!(
+        sent(&take(&mut out)).is_empty(),
+        "no PRUNE for a lazy link's copy"
+    );
+    assert_eq!(p.score(&id(2)), score, "and no penalty");
+    assert_eq!(p.counters().duplicates, 1);
+
+    let config = Config {
+        pubsub: PubsubConfig {
+            lossy_push_peers: 0,
+            ..PubsubConfig::default()
+        },
+        ..Config::default()
+    };
+    let (mut q, mut out) = plumtree(&config, &[1, 2]);
+    q.on_message(id(1), gossip(9, 1, 1), now, &mut out);
+    let prune = GossipMessage::Prune {
+        topic: topic(),
+        origin: Some(id(9)),
+    };
+    q.on_message(id(2), prune, now, &mut out);
+    q.set_path(id(2), ms(50), 0.5);
+    take(&mut out);
+    q.on_message(id(1), gossip(9, 2, 1), now, &mut out);
+    assert!(pushed_to(&take(&mut out)).is_empty(), "disabled");
+}
+
+#[test]
+fn a_copy_from_a_lazy_link_is_announced_to_the_parent_not_pushed() {
+    let (mut p, mut out) = plumtree(&Config::default(), &[1, 2, 3]);
+    let now = Instant::now();
+    p.on_message(id(1), gossip(9, 1, 1), now, &mut out);
+    let prune = GossipMessage::Prune {
+        topic: topic(),
+        origin: Some(id(9)),
+    };
+    p.on_message(id(2), prune, now, &mut out);
+    take(&mut out);
+    // Seq 2 comes over the lazy link first: the parent (1) may have been cut off.
+    p.on_message(id(2), gossip(9, 2, 2), now, &mut out);
+    let commands = take(&mut out);
+    assert_eq!(pushed_to(&commands), vec![id(3)], "the eager child only");
+    p.flush_ihave(&mut out);
+    let announced: Vec<NodeId> = sent(&take(&mut out))
+        .into_iter()
+        .filter(|(_, m)| m.kind() == MessageKind::IHave)
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(announced, vec![id(1)], "the parent hears of it");
 }

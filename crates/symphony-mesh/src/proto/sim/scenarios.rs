@@ -1,7 +1,7 @@
 //! Swarm scenarios on the simulator. Figures are printed (`--nocapture`); assertions pin
 //! only the requirements: delivery, re-merge, churn, redundancy, cooling.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
+use super::swarm::overlay_connected;
 use super::{Sim, SimConfig};
 use crate::proto::{Event, MessageId, MessageKind, Topic};
 
@@ -20,7 +21,7 @@ const SECOND: Duration = Duration::from_secs(1);
 
 /// `n` nodes subscribed to [`topic`], joining 50 ms apart through nodes 0–2.
 fn swarm(config: SimConfig, n: usize) -> Sim {
-    let mut sim = Sim::new(config, n);
+    let mut sim = Sim::new(config, n).unwrap();
     for i in 0..n {
         sim.input(i, Event::Subscribe(topic()));
         let via: Vec<usize> = (0..3).filter(|b| *b != i && *b < n).collect();
@@ -102,26 +103,6 @@ fn churn(sim: &Sim) -> (u64, u64) {
     sim.nodes.iter().fold((0, 0), |(up, down), n| {
         (up + n.neighbor_up, down + n.neighbor_down)
     })
-}
-
-/// Whether the live nodes' active views form one connected overlay.
-fn overlay_connected(sim: &Sim) -> bool {
-    let alive: Vec<usize> = sim.alive().collect();
-    let Some(&start) = alive.first() else {
-        return true;
-    };
-    let index: BTreeMap<_, _> = (0..sim.len()).map(|i| (sim.id(i), i)).collect();
-    let mut seen = BTreeSet::from([start]);
-    let mut queue = VecDeque::from([start]);
-    while let Some(node) = queue.pop_front() {
-        for peer in sim.nodes[node].state.active_view() {
-            let peer = index[&peer];
-            if sim.nodes[peer].alive && seen.insert(peer) {
-                queue.push_back(peer);
-            }
-        }
-    }
-    seen.len() == alive.len()
 }
 
 /// Delivery latencies (publish to `Deliver`) over every receiver of every message, sorted.

@@ -7,7 +7,13 @@
 //! cargo run --release -p symphony-mesh --bin mesh-bench -- --nodes 20 --rate 10
 //! cargo run --release -p symphony-mesh --bin mesh-bench -- --rate 25 --delay-ms 100 --rate-kbit 256
 //! cargo run --release -p symphony-mesh --bin mesh-bench -- --suite   # every scenario of docs/mesh.md
+//! cargo run --release -p symphony-mesh --bin mesh-bench -- --sim --nodes 1000   # simulator
+//! cargo run --release -p symphony-mesh --bin mesh-bench -- --sim --suite        # 20–1000 nodes
 //! ```
+//!
+//! `--sim` runs the protocol on the deterministic simulator instead of real nodes (see
+//! `sim.rs` and `symphony_mesh::proto::sim::swarm`): delivery, RMR, last delivery hop and
+//! convergence after churn for swarms of up to thousands of nodes, in virtual time.
 //!
 //! Method (docs/mesh.md, "Benchmark"): nodes join through the first three; once the overlay is
 //! connected every node publishes one unmeasured message (so each origin's tree exists, since
@@ -33,6 +39,9 @@ use serde::Serialize;
 use symphony_mesh::diagnostics::Diagnostics;
 use symphony_mesh::relay::{LinkConditions, Relay};
 use symphony_mesh::{BootstrapPeer, Identity, Mesh, MeshConfig, PeerView, TrustConfig};
+
+mod churn;
+mod sim;
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -99,6 +108,24 @@ struct Args {
     /// Print JSON lines instead of the table.
     #[arg(long)]
     json: bool,
+    /// Run on the deterministic simulator instead of real nodes (`--delay-ms 0`: links of
+    /// 5–40 ms; `--loss`: packets lost and retransmitted by QUIC).
+    #[arg(long)]
+    sim: bool,
+    /// Simulator: percent of the nodes crashed at once after the measurement (0: none).
+    /// Real nodes (with --churn-every): percent restarted each time.
+    #[arg(long, default_value_t = 20.0)]
+    churn: f64,
+    /// Real nodes: every this many seconds while publishing, restart --churn percent of
+    /// the nodes (same key, new port; loopback only). 0: no churn.
+    #[arg(long, default_value_t = 0)]
+    churn_every: u64,
+    /// Simulator: the seed that fixes every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Override `proto.lossy_push_peers` (0 disables lossy-link pushes), to compare.
+    #[arg(long)]
+    lossy_push_peers: Option<usize>,
 }
 
 impl Args {
@@ -129,6 +156,12 @@ impl Args {
         }
         if self.loss > 0.0 {
             parts.push(format!("{}% loss", self.loss));
+        }
+        if self.churn_every > 0 {
+            parts.push(format!(
+                "{}% restarted every {} s",
+                self.churn, self.churn_every
+            ));
         }
         parts.join(", ")
     }
@@ -180,6 +213,15 @@ fn main() -> Result<()> {
     if args.payload < HEADER {
         return Err(format!("--payload must be at least {HEADER} bytes").into());
     }
+    if args.churn_every > 0 && args.conditions().is_some() {
+        return Err("--churn-every runs on loopback only (no relay options)".into());
+    }
+    if args.sim {
+        if !(0.0..100.0).contains(&args.churn) || !(0.0..=100.0).contains(&args.loss) {
+            return Err("--churn must be in [0, 100) and --loss in [0, 100]".into());
+        }
+        return sim::main(&args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -222,6 +264,18 @@ fn suite(base: &Args) -> Vec<Args> {
         all.push(with(rate, Publishers::Random, 0, None, 0.0));
     }
     all.push(with(10.0, Publishers::Single, 0, None, 0.0));
+    for nodes in [50, 100] {
+        all.push(Args {
+            nodes,
+            ..with(10.0, Publishers::Random, 0, None, 0.0)
+        });
+    }
+    all.push(Args {
+        churn: 10.0,
+        churn_every: 10,
+        duration: 60,
+        ..with(10.0, Publishers::Random, 0, None, 0.0)
+    });
     for rate in [100.0, 250.0] {
         all.push(with(rate, Publishers::Random, 0, None, 0.0));
     }
@@ -260,14 +314,19 @@ fn print_row(r: &Report) {
     );
 }
 
-fn config() -> MeshConfig {
-    MeshConfig {
+/// A node's configuration: loopback, open trust, `--lossy-push-peers`.
+fn node_config(args: &Args) -> MeshConfig {
+    let mut config = MeshConfig {
         listen: "127.0.0.1:0"
             .parse()
             .unwrap_or_else(|_| MeshConfig::default().listen),
         trust: TrustConfig::Open,
         ..MeshConfig::default()
+    };
+    if let Some(peers) = args.lossy_push_peers {
+        config.proto.lossy_push_peers = peers;
     }
+    config
 }
 
 async fn run(args: &Args) -> Result<Report> {
@@ -277,12 +336,16 @@ async fn run(args: &Args) -> Result<Report> {
         None => None,
     };
     let epoch = Instant::now();
+    let mut churn = churn::Churn::new(args, n)?;
     let mut nodes: Vec<Mesh> = Vec::with_capacity(n);
     let mut contacts: Vec<BootstrapPeer> = Vec::new();
     let mut logs: Vec<Log> = Vec::with_capacity(n);
     for i in 0..n {
-        let identity = Identity::generate()?;
-        let mut config = config();
+        let identity = match &churn {
+            Some(churn) => churn.identity(i)?,
+            None => Identity::generate()?,
+        };
+        let mut config = node_config(args);
         config.advertise = relay.as_ref().map(|r| r.front(i));
         config.bootstrap = contacts.iter().take(3).copied().collect();
         let id = identity.node_id();
@@ -314,9 +377,16 @@ async fn run(args: &Args) -> Result<Report> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut rng = rand::rng();
     let mut publishers = Vec::with_capacity(count);
+    let mut sent_at = Vec::with_capacity(count);
     let mut publish_errors = 0;
     for index in 0..count {
         ticker.tick().await;
+        if let Some(churn) = &mut churn {
+            churn
+                .tick(args, epoch, &mut nodes, &mut contacts, &logs)
+                .await?;
+        }
+        sent_at.push(epoch.elapsed());
         let from = match args.publishers {
             Publishers::Single => 0,
             Publishers::Random => rng.random_range(0..n),
@@ -334,13 +404,29 @@ async fn run(args: &Args) -> Result<Report> {
         }
     }
     let cpu = cpu_seconds().zip(cpu_before).map_or(0.0, |(a, b)| a - b);
-    let expected = publishers.iter().flatten().count() * (n - 1);
+    let wanted: Option<BTreeSet<(u32, usize)>> = churn.as_ref().map(|churn| {
+        let mut pairs = BTreeSet::new();
+        for (index, (from, at)) in publishers.iter().zip(&sent_at).enumerate() {
+            let Some(from) = from else { continue };
+            for slot in (0..n).filter(|s| s != from && churn.expected(*s, *at)) {
+                pairs.insert((index as u32, slot));
+            }
+        }
+        pairs
+    });
+    let expected = wanted.as_ref().map_or_else(
+        || publishers.iter().flatten().count() * (n - 1),
+        BTreeSet::len,
+    );
     let drain = Duration::from_secs(5) + Duration::from_millis(args.delay_ms * 40);
     let deadline = Instant::now() + drain;
     while delivered(&logs) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let after = totals(&nodes).await?;
+    let mut after = totals(&nodes).await?;
+    if let Some(churn) = &churn {
+        after.add(&churn.retired);
+    }
     let udp_bytes = relay
         .as_ref()
         .zip(udp_before)
@@ -351,6 +437,7 @@ async fn run(args: &Args) -> Result<Report> {
         settled,
         args,
         &logs,
+        wanted.as_ref(),
         &publishers,
         publish_errors,
         expected,
@@ -373,9 +460,14 @@ fn payload(index: u32, epoch: Instant, len: usize) -> Bytes {
 }
 
 async fn collect(node: &Mesh, epoch: Instant) -> Result<Log> {
-    let mut subscription = node.subscribe(TOPIC).await?;
     let log = Log::default();
-    let sink = log.clone();
+    collect_into(node, epoch, log.clone()).await?;
+    Ok(log)
+}
+
+/// Subscribes and appends `node`'s measured deliveries to `sink` until the node stops.
+async fn collect_into(node: &Mesh, epoch: Instant, sink: Log) -> Result<()> {
+    let mut subscription = node.subscribe(TOPIC).await?;
     tokio::spawn(async move {
         while let Some(delivery) = subscription.recv().await {
             let p = &delivery.payload;
@@ -397,7 +489,7 @@ async fn collect(node: &Mesh, epoch: Instant) -> Result<Log> {
                 .push(received);
         }
     });
-    Ok(log)
+    Ok(())
 }
 
 fn delivered(logs: &[Log]) -> usize {
@@ -458,7 +550,7 @@ async fn wait_settled(nodes: &[Mesh], quiet: Duration) -> Result<Duration> {
 
 /// Swarm-wide counters at one instant.
 #[derive(Debug, Default)]
-struct Totals {
+pub struct Totals {
     duplicates: u64,
     payloads_sent: u64,
     frame_bytes: u64,
@@ -466,6 +558,19 @@ struct Totals {
     drops: u64,
     coolings: u64,
     neighbor_changes: u64,
+}
+
+impl Totals {
+    /// Adds `other`'s counters (of nodes since shut down) to these.
+    fn add(&mut self, other: &Totals) {
+        self.duplicates += other.duplicates;
+        self.payloads_sent += other.payloads_sent;
+        self.frame_bytes += other.frame_bytes;
+        self.grafts += other.grafts;
+        self.drops += other.drops;
+        self.coolings += other.coolings;
+        self.neighbor_changes += other.neighbor_changes;
+    }
 }
 
 async fn totals(nodes: &[Mesh]) -> Result<Totals> {
@@ -494,6 +599,7 @@ fn report(
     settled: Duration,
     args: &Args,
     logs: &[Log],
+    wanted: Option<&BTreeSet<(u32, usize)>>,
     publishers: &[Option<usize>],
     publish_errors: usize,
     expected: usize,
@@ -512,7 +618,8 @@ fn report(
     for (node, log) in logs.iter().enumerate() {
         for r in log.lock().unwrap_or_else(PoisonError::into_inner).iter() {
             let own = publishers.get(r.index as usize) == Some(&Some(node));
-            if own || !unique.insert((r.index, node)) {
+            let unwanted = wanted.is_some_and(|w| !w.contains(&(r.index, node)));
+            if own || unwanted || !unique.insert((r.index, node)) {
                 continue;
             }
             latencies.push(r.latency);
