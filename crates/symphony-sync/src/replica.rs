@@ -1,0 +1,552 @@
+//! One node's copy of the tracker document, and how it meets the issues file.
+//!
+//! - **Root change**: every tracker document starts from one change that creates `format`,
+//!   `tracker` and the `issues` map, authored by an actor derived from the tracker name with
+//!   timestamp 0, so every node of a tracker holds the same `issues` map object.
+//! - **Genesis**: the first import into a document without issues is one change whose actor
+//!   is `sha256("symphony-sync/genesis" ‖ tracker ‖ file bytes)[..16]` and whose timestamp
+//!   is 0: nodes importing the same file content make the same change (same hash), so two
+//!   clones share one history instead of two copies of every issue.
+//! - **Import** (the file into the document): each changed line is diffed field by field
+//!   against the document *as of the heads the file last matched* ([`Replica::file_heads`]),
+//!   and the change is made at those heads. Remote changes made since are concurrent with it,
+//!   so a human edit to one field never overwrites a remote edit to another.
+//! - **Projection** (the document into the file): only the issues changed since the file
+//!   heads are rewritten, through the tracker's minimal-diff [`Store::transact`].
+//! - **Concurrent creation**: two nodes that create the same id conflict on its key. The
+//!   value Automerge shows wins; the node that authored a losing value moves it to the next
+//!   free id (the merge driver's renumbering, `renumbered_from` set) and marks the old value
+//!   moved. Only its author acts, so the move is made once.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, Automerge, ChangeHash, ObjId, ObjType, PatchLog, Prop, ROOT, ReadDoc};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use symphony_tracker::document::parse_record;
+use symphony_tracker::ids::IdConfig;
+use symphony_tracker::merge::RENUMBERED_FROM;
+use symphony_tracker::{Document, Store, TrackerError, WriteReport};
+
+use crate::error::{Result, SyncError};
+use crate::layout::{self, create_record, read_record, update_record};
+
+/// Version of the document layout, stored at `format` in the root change.
+pub const FORMAT: i64 = 1;
+/// Reserved key set on a losing concurrent creation once its author has moved it.
+pub const MOVED_KEY: &str = "\u{0}moved_to";
+
+/// One record the import left out, with where it is and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// 1-based line in the issues file.
+    pub line: usize,
+    /// What is wrong (the tracker's message, which names file and line).
+    pub message: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct ImportReport {
+    /// The change made, if the file differed from the document.
+    pub change: Option<ChangeHash>,
+    /// Whether the change was the deterministic genesis.
+    pub genesis: bool,
+    /// Ids whose record was created, changed or removed.
+    pub touched: Vec<String>,
+    /// Lines not imported (they are never overwritten either).
+    pub refused: Vec<Refusal>,
+}
+
+/// What one [`Replica::sync_file`] did: the import, then the projection.
+#[derive(Debug, Clone, Default)]
+pub struct FileSync {
+    /// The import of the file as found.
+    pub import: ImportReport,
+    /// The tracker's report of the projection write.
+    pub projection: WriteReport,
+    /// Concurrent creations this node moved to new ids: `(old id, new id)`.
+    pub renumbered: Vec<(String, String)>,
+}
+
+/// The tracker document of one node.
+pub struct Replica {
+    doc: Automerge,
+    tracker: String,
+    actor: ActorId,
+    issues: ObjId,
+    file_heads: Vec<ChangeHash>,
+    /// Per id, a hash of its line as last imported: unchanged lines are skipped unparsed.
+    lines: HashMap<String, u64>,
+    ids: IdConfig,
+}
+
+fn derived_actor(parts: &[&[u8]]) -> ActorId {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part);
+        hash.update([0]);
+    }
+    ActorId::from(&hash.finalize()[..16])
+}
+
+/// The root change of tracker `tracker`'s document, the same on every node.
+fn root(tracker: &str) -> Result<Automerge> {
+    let mut doc =
+        Automerge::new().with_actor(derived_actor(&[b"symphony-sync/root", tracker.as_bytes()]));
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "format", FORMAT)?;
+    tx.put(ROOT, "tracker", tracker)?;
+    tx.put_object(ROOT, "issues", ObjType::Map)?;
+    tx.commit_with(CommitOptions::default().with_message("root").with_time(0));
+    Ok(doc)
+}
+
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+fn line_hash(text: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Replica {
+    /// A new document of tracker `tracker` (its root change only), written by `actor`.
+    pub fn new(tracker: &str, actor: ActorId) -> Result<Replica> {
+        Replica::from_doc(root(tracker)?, tracker, actor, &[])
+    }
+
+    /// Wraps a loaded document. `file_heads` are the heads the issues file last matched
+    /// (empty: never synced with a file). Errors: [`SyncError::Layout`] when the document has
+    /// no `issues` map or names no tracker, [`SyncError::WrongTracker`] (with an empty path;
+    /// the caller names the file) when it names another tracker.
+    pub fn from_doc(
+        mut doc: Automerge,
+        tracker: &str,
+        actor: ActorId,
+        file_heads: &[ChangeHash],
+    ) -> Result<Replica> {
+        let found = match doc.get(ROOT, "tracker")? {
+            Some((automerge::Value::Scalar(value), _)) => value.as_str().map(str::to_string),
+            _ => None,
+        };
+        let Some(found) = found else {
+            return Err(SyncError::Layout("the document names no tracker".into()));
+        };
+        if found != tracker {
+            return Err(SyncError::WrongTracker {
+                path: Default::default(),
+                expected: tracker.to_string(),
+                found,
+            });
+        }
+        let issues = match doc.get(ROOT, "issues")? {
+            Some((automerge::Value::Object(ObjType::Map), id)) => id,
+            _ => return Err(SyncError::Layout("the document has no issues map".into())),
+        };
+        let known: Vec<ChangeHash> = file_heads
+            .iter()
+            .filter(|h| doc.get_change_by_hash(h).is_some())
+            .copied()
+            .collect();
+        doc.set_actor(actor.clone());
+        Ok(Replica {
+            doc,
+            tracker: tracker.to_string(),
+            actor,
+            issues,
+            file_heads: known,
+            lines: HashMap::new(),
+            ids: IdConfig::default(),
+        })
+    }
+
+    /// Sets how new ids are made when this node renumbers a concurrent creation
+    /// (WORKFLOW.md `tracker.id_scheme`, `tracker.id_prefix`).
+    pub fn set_id_config(&mut self, ids: IdConfig) {
+        self.ids = ids;
+    }
+
+    /// The Automerge document.
+    pub fn doc(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// The Automerge document, for applying changes and sync messages from peers. Call
+    /// [`Replica::resolve_creations`] after applying remote changes.
+    pub fn doc_mut(&mut self) -> &mut Automerge {
+        &mut self.doc
+    }
+
+    /// The tracker this document belongs to.
+    pub fn tracker(&self) -> &str {
+        &self.tracker
+    }
+
+    /// The heads the issues file last matched; empty when it never did.
+    pub fn file_heads(&self) -> &[ChangeHash] {
+        &self.file_heads
+    }
+
+    /// Ids of every issue in the document, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        self.doc.keys(&self.issues).collect()
+    }
+
+    /// The record of issue `id` as projection writes it, if the document holds it.
+    pub fn issue(&self, id: &str) -> Option<Map<String, Value>> {
+        match self.doc.get(&self.issues, id) {
+            Ok(Some((automerge::Value::Object(ObjType::Map), obj))) => {
+                Some(read_record(&self.doc, &obj))
+            }
+            _ => None,
+        }
+    }
+
+    /// Imports the issues file as read in `file`: see the module docs. Lines that do not
+    /// parse, repeat an id, or use a reserved key are refused and left alone; while a line's
+    /// id cannot be read, no issue is removed (it might be that one).
+    pub fn import(&mut self, file: &Document) -> Result<ImportReport> {
+        let mut report = ImportReport::default();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut changed: Vec<(String, Map<String, Value>, u64)> = Vec::new();
+        let mut ids_complete = true;
+        for (index, text) in file.record_lines() {
+            let id = match file.id_of(index) {
+                Ok(id) => id.into_owned(),
+                Err(error) => {
+                    ids_complete = false;
+                    report.refused.push(refusal(index, &error));
+                    continue;
+                }
+            };
+            if !seen.insert(id.clone()) {
+                report.refused.push(Refusal {
+                    line: index + 1,
+                    message: format!(
+                        "{}:{}: duplicate id {id:?}: not imported",
+                        file.path().display(),
+                        index + 1
+                    ),
+                });
+                continue;
+            }
+            let hash = line_hash(text);
+            if self.lines.get(&id) == Some(&hash) {
+                continue;
+            }
+            match parse_record(file.path(), index + 1, text) {
+                Ok(record) => match layout::reserved_key(&record) {
+                    Some(pointer) => report.refused.push(Refusal {
+                        line: index + 1,
+                        message: format!(
+                            "{}:{}: {pointer:?}: keys starting with NUL are reserved: not imported",
+                            file.path().display(),
+                            index + 1
+                        ),
+                    }),
+                    None => changed.push((id, record, hash)),
+                },
+                Err(error) => report.refused.push(refusal(index, &error)),
+            }
+        }
+        if self.file_heads.is_empty() && self.doc.length(&self.issues) == 0 {
+            return self.genesis(file, changed, report);
+        }
+        let heads = self.file_heads.clone();
+        let issues = self.issues.clone();
+        let mut tx = self
+            .doc
+            .transaction_at(PatchLog::inactive(), &heads)
+            .map_err(|e| SyncError::Layout(e.to_string()))?;
+        for (id, record, _) in &changed {
+            match tx.get(&issues, id.as_str())? {
+                Some((automerge::Value::Object(ObjType::Map), obj)) => {
+                    let old = read_record(&tx, &obj);
+                    if old != *record || !old.keys().eq(record.keys()) {
+                        update_record(&mut tx, &obj, &old, record)?;
+                        report.touched.push(id.clone());
+                    }
+                }
+                _ => {
+                    create_record(&mut tx, &issues, id, record)?;
+                    report.touched.push(id.clone());
+                }
+            }
+        }
+        if ids_complete {
+            let gone: Vec<String> = tx.keys(&issues).filter(|id| !seen.contains(id)).collect();
+            for id in gone {
+                tx.delete(&issues, id.as_str())?;
+                report.touched.push(id);
+            }
+        }
+        if tx.pending_ops() == 0 {
+            tx.rollback();
+        } else {
+            let (hash, _) = tx.commit_with(
+                CommitOptions::default()
+                    .with_message("import")
+                    .with_time(now_seconds()),
+            );
+            // The new change is the file's state: its only ancestor is the old file heads.
+            if let Some(hash) = hash {
+                self.file_heads = vec![hash];
+            }
+            report.change = hash;
+        }
+        for (id, _, hash) in changed {
+            self.lines.insert(id, hash);
+        }
+        Ok(report)
+    }
+
+    fn genesis(
+        &mut self,
+        file: &Document,
+        changed: Vec<(String, Map<String, Value>, u64)>,
+        mut report: ImportReport,
+    ) -> Result<ImportReport> {
+        if !changed.is_empty() {
+            let actor = derived_actor(&[
+                b"symphony-sync/genesis",
+                self.tracker.as_bytes(),
+                file.text().as_bytes(),
+            ]);
+            self.doc.set_actor(actor);
+            let issues = self.issues.clone();
+            let mut tx = self.doc.transaction();
+            let mut failed = None;
+            for (id, record, _) in &changed {
+                if let Err(error) = create_record(&mut tx, &issues, id, record) {
+                    failed = Some(error);
+                    break;
+                }
+                report.touched.push(id.clone());
+            }
+            let hash = match failed {
+                Some(error) => {
+                    tx.rollback();
+                    self.doc.set_actor(self.actor.clone());
+                    return Err(error);
+                }
+                None => {
+                    tx.commit_with(
+                        CommitOptions::default()
+                            .with_message("genesis")
+                            .with_time(0),
+                    )
+                    .0
+                }
+            };
+            self.doc.set_actor(self.actor.clone());
+            report.change = hash;
+            report.genesis = true;
+        }
+        self.file_heads = self.doc.get_heads();
+        for (id, _, hash) in changed {
+            self.lines.insert(id, hash);
+        }
+        Ok(report)
+    }
+
+    /// Ids of issues that differ between `before` and the current heads (every id when
+    /// `before` is empty).
+    fn changed_since(&self, before: &[ChangeHash]) -> Vec<String> {
+        if before.is_empty() {
+            return self.ids();
+        }
+        let after = self.doc.get_heads();
+        let mut ids: Vec<String> = Vec::new();
+        for patch in self.doc.diff(before, &after) {
+            let id = if patch.obj == self.issues {
+                match &patch.action {
+                    automerge::PatchAction::PutMap { key, .. }
+                    | automerge::PatchAction::DeleteMap { key } => Some(key.clone()),
+                    _ => None,
+                }
+            } else {
+                patch.path.iter().find_map(|(obj, prop)| match prop {
+                    Prop::Map(key) if *obj == self.issues => Some(key.clone()),
+                    _ => None,
+                })
+            };
+            ids.extend(id);
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Imports the file, then projects the document into it, under the tracker lock: only
+    /// lines of issues changed since the file heads are rewritten. A file that changes
+    /// between the import and the write is imported again (three tries, then
+    /// [`SyncError::Busy`]); a line that does not parse blocks the write (the tracker refuses
+    /// to rewrite such a file), so it is never overwritten. A missing file is created.
+    pub fn sync_file(&mut self, store: &Store) -> Result<FileSync> {
+        self.sync_file_staged(store, &mut |_| Ok(()))
+    }
+
+    /// [`Replica::sync_file`], calling `persist` after the import and before the file is
+    /// written, so the changes are durable before the projection shows them.
+    pub fn sync_file_staged(
+        &mut self,
+        store: &Store,
+        persist: &mut dyn FnMut(&Replica) -> Result<()>,
+    ) -> Result<FileSync> {
+        for _ in 0..3 {
+            let file = match store.read() {
+                Ok(file) => file,
+                Err(TrackerError::Missing { .. }) => {
+                    Document::parse(store.path(), Vec::new(), usize::MAX)?
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let import = self.import(&file)?;
+            let renumbered = self.resolve_creations()?;
+            persist(self)?;
+            let touched = self.changed_since(&self.file_heads.clone());
+            let heads = self.doc.get_heads();
+            if touched.is_empty() {
+                self.file_heads = heads;
+                return Ok(FileSync {
+                    import,
+                    projection: WriteReport::default(),
+                    renumbered,
+                });
+            }
+            let stamp = file.stamp();
+            let records: Vec<(String, Option<Map<String, Value>>)> = touched
+                .into_iter()
+                .map(|id| {
+                    let record = self.issue(&id);
+                    (id, record)
+                })
+                .collect();
+            let written = store.transact(|tx| {
+                if tx.document().stamp() != stamp {
+                    return Err(TrackerError::ConcurrentModification {
+                        path: store.path().to_path_buf(),
+                    });
+                }
+                for (id, record) in &records {
+                    project_one(tx, id, record.as_ref())?;
+                }
+                Ok(())
+            });
+            match written {
+                Ok(((), projection)) => {
+                    self.file_heads = heads;
+                    for id in projection.touched() {
+                        self.lines.remove(id);
+                    }
+                    return Ok(FileSync {
+                        import,
+                        projection,
+                        renumbered,
+                    });
+                }
+                Err(TrackerError::ConcurrentModification { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(SyncError::Busy {
+            path: store.path().to_path_buf(),
+        })
+    }
+
+    /// Moves this node's losing concurrent creations to new ids (module docs). Returns the
+    /// `(old id, new id)` pairs moved. Call after applying remote changes.
+    pub fn resolve_creations(&mut self) -> Result<Vec<(String, String)>> {
+        let conflicted: Vec<String> = self
+            .doc
+            .map_range(&self.issues, ..)
+            .filter(|item| item.conflict)
+            .map(|item| item.key.into_owned())
+            .collect();
+        let mut moves = Vec::new();
+        for id in conflicted {
+            let winner = self.doc.get(&self.issues, id.as_str())?.map(|(_, obj)| obj);
+            for (value, obj) in self.doc.get_all(&self.issues, id.as_str())? {
+                let mine = matches!(&obj, ObjId::Id(_, actor, _) if *actor == self.actor);
+                if !mine
+                    || Some(&obj) == winner.as_ref()
+                    || !matches!(value, automerge::Value::Object(ObjType::Map))
+                    || self.doc.get(&obj, MOVED_KEY)?.is_some()
+                {
+                    continue;
+                }
+                moves.push((id.clone(), obj));
+            }
+        }
+        let mut done = Vec::new();
+        if moves.is_empty() {
+            return Ok(done);
+        }
+        let mut taken: HashSet<String> = self.ids().into_iter().collect();
+        let scheme = self
+            .ids
+            .scheme(taken.iter())
+            .map_err(|e| SyncError::Layout(format!("renumbering a concurrent creation: {e}")))?;
+        let issues = self.issues.clone();
+        let mut tx = self.doc.transaction();
+        for (old, obj) in moves {
+            let new = scheme.next(taken.iter(), |id| taken.contains(id));
+            let mut record = read_record(&tx, &obj);
+            record.insert("id".into(), new.clone().into());
+            if record.contains_key("identifier") {
+                record.insert("identifier".into(), new.clone().into());
+            }
+            record.insert(RENUMBERED_FROM.into(), old.clone().into());
+            create_record(&mut tx, &issues, &new, &record)?;
+            tx.put(&obj, MOVED_KEY, new.as_str())?;
+            tracing::info!(issue_id = %old, renumbered_to = %new, "concurrent creation moved to a new id");
+            taken.insert(new.clone());
+            done.push((old, new));
+        }
+        tx.commit_with(
+            CommitOptions::default()
+                .with_message("renumber")
+                .with_time(now_seconds()),
+        );
+        Ok(done)
+    }
+}
+
+fn refusal(index: usize, error: &TrackerError) -> Refusal {
+    tracing::warn!(line = index + 1, %error, "record not imported");
+    Refusal {
+        line: index + 1,
+        message: format!("{error}: not imported"),
+    }
+}
+
+/// Writes the document's version of one issue into the transaction.
+fn project_one(
+    tx: &mut symphony_tracker::Transaction<'_>,
+    id: &str,
+    record: Option<&Map<String, Value>>,
+) -> symphony_tracker::Result<()> {
+    let record = match record {
+        Some(record) if record.get("id").and_then(Value::as_str) != Some(id) => {
+            tracing::warn!(issue_id = %id, "document record's id differs from its key: not projected");
+            return Ok(());
+        }
+        other => other,
+    };
+    let current = tx.get(id)?.cloned();
+    match (record, current) {
+        (Some(record), Some(current)) if *record == current => {}
+        (Some(record), Some(_)) => *tx.get_mut(id)? = record.clone(),
+        (Some(record), None) => tx.append(record.clone())?,
+        (None, Some(_)) => tx.remove(id)?,
+        (None, None) => {}
+    }
+    Ok(())
+}
