@@ -16,7 +16,9 @@
 //! list elements and paragraphs that differ: a concurrent edit elsewhere survives.
 
 use automerge::transaction::Transactable;
-use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value as AmValue};
+use std::collections::HashMap;
+
+use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value as AmValue, hydrate};
 use serde_json::{Map, Number, Value};
 
 use crate::error::{Result, SyncError};
@@ -196,16 +198,49 @@ fn order_of(map: &Map<String, Value>) -> Result<String> {
     serde_json::to_string(&map.keys().collect::<Vec<_>>()).map_err(SyncError::json)
 }
 
-/// Writes `record` as a new map at `key` of `parent`.
+/// Writes `record` as a new map at `key` of `parent`, in one batch (Automerge's
+/// `batch_create_object`, which writes keys in sorted order: the same ops on every node).
 pub fn create_record<T: Transactable>(
     tx: &mut T,
     parent: &ObjId,
     key: &str,
     record: &Map<String, Value>,
 ) -> Result<ObjId> {
-    let obj = tx.put_object(parent, key, ObjType::Map)?;
-    fill_map(tx, &obj, record, true)?;
-    Ok(obj)
+    Ok(tx.batch_create_object(parent, key, &hydrate_map(record, true)?, false)?)
+}
+
+fn hydrate_map(map: &Map<String, Value>, top: bool) -> Result<hydrate::Value> {
+    let mut fields: HashMap<String, hydrate::Value> = HashMap::with_capacity(map.len() + 1);
+    fields.insert(ORDER_KEY.into(), hydrate::Value::scalar(order_of(map)?));
+    for (key, value) in map {
+        let child = match value {
+            Value::String(text) if top && is_long_text(key, value) => {
+                let pieces: Vec<hydrate::Value> = paragraphs(text)
+                    .into_iter()
+                    .map(hydrate::Value::from)
+                    .collect();
+                let mut text_map = HashMap::with_capacity(1);
+                text_map.insert(TEXT_KEY.to_string(), hydrate::Value::from(pieces));
+                hydrate::Value::from(hydrate::Map::from(text_map))
+            }
+            other => hydrate_value(other)?,
+        };
+        fields.insert(key.clone(), child);
+    }
+    Ok(hydrate::Value::from(hydrate::Map::from(fields)))
+}
+
+fn hydrate_value(value: &Value) -> Result<hydrate::Value> {
+    Ok(match value {
+        Value::Object(map) => hydrate_map(map, false)?,
+        Value::Array(items) => hydrate::Value::from(
+            items
+                .iter()
+                .map(hydrate_value)
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        other => hydrate::Value::scalar(scalar(other).unwrap_or(ScalarValue::Null)),
+    })
 }
 
 fn fill_map<T: Transactable>(

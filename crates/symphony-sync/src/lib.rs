@@ -8,12 +8,14 @@
 //! - [`local`]: one clone's file, document and persistence kept in step.
 //! - [`persist`]: the document on disk under `.symphony/sync/` — snapshot, append-only change
 //!   log, crash-safe compaction, refusal of corrupt or foreign documents.
+//! - [`session`]: the Automerge sync protocol with one peer, IO-free and size-bounded.
 
 pub mod error;
 pub mod layout;
 pub mod local;
 pub mod persist;
 pub mod replica;
+pub mod session;
 
 pub use error::{Result, SyncError};
 pub use local::LocalTracker;

@@ -85,7 +85,7 @@ impl LocalTracker {
     /// Applies changes from a peer, then persists and projects them. Errors: a change the
     /// document rejects ([`crate::SyncError::Automerge`]) leaves the document unchanged.
     pub fn apply_changes(&mut self, changes: Vec<Change>) -> Result<FileSync> {
-        self.replica.doc_mut().apply_changes(changes)?;
+        self.replica.apply_changes(changes)?;
         self.sync_file()
     }
 

@@ -18,11 +18,13 @@
 //!   free id (the merge driver's renumbering, `renumbered_from` set) and marks the old value
 //!   moved. Only its author acts, so the move is made once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, Automerge, ChangeHash, ObjId, ObjType, PatchLog, Prop, ROOT, ReadDoc};
+use automerge::{
+    ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, PatchLog, Prop, ROOT, ReadDoc,
+};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use symphony_tracker::document::parse_record;
@@ -80,6 +82,9 @@ pub struct Replica {
     file_heads: Vec<ChangeHash>,
     /// Per id, a hash of its line as last imported: unchanged lines are skipped unparsed.
     lines: HashMap<String, u64>,
+    /// Ids changed since the file heads, to project (computing them with `Automerge::diff`
+    /// costs ~300 ms at 10k issues; the patches of each applied change cost next to nothing).
+    dirty: BTreeSet<String>,
     ids: IdConfig,
 }
 
@@ -163,6 +168,7 @@ impl Replica {
             issues,
             file_heads: known,
             lines: HashMap::new(),
+            dirty: BTreeSet::new(),
             ids: IdConfig::default(),
         })
     }
@@ -178,10 +184,46 @@ impl Replica {
         &self.doc
     }
 
-    /// The Automerge document, for applying changes and sync messages from peers. Call
-    /// [`Replica::resolve_creations`] after applying remote changes.
-    pub fn doc_mut(&mut self) -> &mut Automerge {
-        &mut self.doc
+    /// Applies changes from a peer, noting the issues they touch for projection. Call
+    /// [`Replica::resolve_creations`] afterwards. Errors: a change the document rejects.
+    pub fn apply_changes(&mut self, changes: Vec<Change>) -> Result<()> {
+        let mut log = PatchLog::active();
+        self.doc.apply_changes_log_patches(changes, &mut log)?;
+        self.note_patches(&mut log);
+        Ok(())
+    }
+
+    /// Applies a sync message from a peer ([`crate::session`]), noting the issues it
+    /// touches for projection.
+    pub(crate) fn receive_sync_message(
+        &mut self,
+        state: &mut automerge::sync::State,
+        message: automerge::sync::Message,
+    ) -> Result<()> {
+        use automerge::sync::SyncDoc;
+        let mut log = PatchLog::active();
+        self.doc
+            .receive_sync_message_log_patches(state, message, &mut log)?;
+        self.note_patches(&mut log);
+        Ok(())
+    }
+
+    fn note_patches(&mut self, log: &mut PatchLog) {
+        for patch in self.doc.make_patches(log) {
+            let id = if patch.obj == self.issues {
+                match &patch.action {
+                    automerge::PatchAction::PutMap { key, .. }
+                    | automerge::PatchAction::DeleteMap { key } => Some(key.clone()),
+                    _ => None,
+                }
+            } else {
+                patch.path.iter().find_map(|(obj, prop)| match prop {
+                    Prop::Map(key) if *obj == self.issues => Some(key.clone()),
+                    _ => None,
+                })
+            };
+            self.dirty.extend(id);
+        }
     }
 
     /// The tracker this document belongs to.
@@ -291,9 +333,8 @@ impl Replica {
             tx.rollback();
         } else {
             let (hash, _) = tx.commit_with(
-                CommitOptions::default()
-                    .with_message("import")
-                    .with_time(now_seconds()),
+                // No message: every byte of a small change is paid on the wire.
+                CommitOptions::default().with_time(now_seconds()),
             );
             // The new change is the file's state: its only ancestor is the old file heads.
             if let Some(hash) = hash {
@@ -304,6 +345,7 @@ impl Replica {
         for (id, _, hash) in changed {
             self.lines.insert(id, hash);
         }
+        self.dirty.extend(report.touched.iter().cloned());
         Ok(report)
     }
 
@@ -356,34 +398,6 @@ impl Replica {
         Ok(report)
     }
 
-    /// Ids of issues that differ between `before` and the current heads (every id when
-    /// `before` is empty).
-    fn changed_since(&self, before: &[ChangeHash]) -> Vec<String> {
-        if before.is_empty() {
-            return self.ids();
-        }
-        let after = self.doc.get_heads();
-        let mut ids: Vec<String> = Vec::new();
-        for patch in self.doc.diff(before, &after) {
-            let id = if patch.obj == self.issues {
-                match &patch.action {
-                    automerge::PatchAction::PutMap { key, .. }
-                    | automerge::PatchAction::DeleteMap { key } => Some(key.clone()),
-                    _ => None,
-                }
-            } else {
-                patch.path.iter().find_map(|(obj, prop)| match prop {
-                    Prop::Map(key) if *obj == self.issues => Some(key.clone()),
-                    _ => None,
-                })
-            };
-            ids.extend(id);
-        }
-        ids.sort();
-        ids.dedup();
-        ids
-    }
-
     /// Imports the file, then projects the document into it, under the tracker lock: only
     /// lines of issues changed since the file heads are rewritten. A file that changes
     /// between the import and the write is imported again (three tries, then
@@ -411,10 +425,15 @@ impl Replica {
             let import = self.import(&file)?;
             let renumbered = self.resolve_creations()?;
             persist(self)?;
-            let touched = self.changed_since(&self.file_heads.clone());
+            let touched: Vec<String> = if self.file_heads.is_empty() {
+                self.ids()
+            } else {
+                self.dirty.iter().cloned().collect()
+            };
             let heads = self.doc.get_heads();
             if touched.is_empty() {
                 self.file_heads = heads;
+                self.dirty.clear();
                 return Ok(FileSync {
                     import,
                     projection: WriteReport::default(),
@@ -443,6 +462,7 @@ impl Replica {
             match written {
                 Ok(((), projection)) => {
                     self.file_heads = heads;
+                    self.dirty.clear();
                     for id in projection.touched() {
                         self.lines.remove(id);
                     }
@@ -508,6 +528,8 @@ impl Replica {
             tx.put(&obj, MOVED_KEY, new.as_str())?;
             tracing::info!(issue_id = %old, renumbered_to = %new, "concurrent creation moved to a new id");
             taken.insert(new.clone());
+            self.dirty.insert(old.clone());
+            self.dirty.insert(new.clone());
             done.push((old, new));
         }
         tx.commit_with(

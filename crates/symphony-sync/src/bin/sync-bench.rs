@@ -1,0 +1,184 @@
+//! `sync-bench`: figures for the tracker document at scale (docs/sync.md, "Measured").
+//!
+//! `sync-bench [ISSUES]` (default 10000) makes a tracker of ISSUES issues of ~1 KB in a temp
+//! directory and prints: first import (open + import + persist), snapshot size and
+//! compaction time, document load time and peak RSS (in a child process, as a restarting
+//! node would feel it), a fresh peer's catch-up over the sync protocol (bytes, messages,
+//! time; in memory, not over the mesh), and steady-state bytes per small change.
+//! `sync-bench load DIR TRACKER` is the child: it loads and prints `load_ms rss_kib`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use automerge::ActorId;
+use symphony_sync::session::{Session, converge};
+use symphony_sync::{LocalTracker, Replica};
+use symphony_tracker::Store;
+
+const TRACKER: &str = "bench";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("load") if args.len() == 3 => load(Path::new(&args[1]), &args[2]),
+        Some(n) if n.parse::<usize>().is_ok() => bench(n.parse().unwrap_or(10_000)),
+        None => bench(10_000),
+        _ => Err("usage: sync-bench [ISSUES] | sync-bench load DIR TRACKER".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sync-bench: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn load(dir: &Path, tracker: &str) -> Result<(), Error> {
+    let started = Instant::now();
+    let local = LocalTracker::open(Store::new(dir.join("issues/issues.jsonl")), tracker)?;
+    let elapsed = started.elapsed();
+    println!(
+        "{} {} {}",
+        elapsed.as_secs_f64() * 1000.0,
+        peak_rss_kib(),
+        local.replica().ids().len()
+    );
+    Ok(())
+}
+
+/// One issue of ~1 KB in the shape of the fixtures: three paragraphs of description.
+fn issue(n: usize) -> String {
+    let id = format!("BEN-{n:05}");
+    let paragraph = |k: usize| {
+        format!(
+            "Paragraph {k} of issue {n}: the node imports the file, diffs each changed line against \
+             the document at the file heads, and writes only the registers that differ."
+        )
+    };
+    let description = format!("{}\n\n{}\n\n{}", paragraph(1), paragraph(2), paragraph(3));
+    let state = ["todo", "in_progress", "review", "done"][n % 4];
+    let record = serde_json::json!({
+        "id": id, "identifier": id,
+        "title": format!("Benchmark issue number {n} with a title of typical length"),
+        "description": description,
+        "priority": n % 5, "state": state,
+        "branch_name": null, "url": null,
+        "labels": ["bench", format!("area-{}", n % 7)],
+        "blocked_by": if n > 1 { vec![format!("BEN-{:05}", n - 1)] } else { vec![] },
+        "created_at": "2026-04-28T00:00:00Z", "updated_at": "2026-04-28T00:00:00Z",
+        "acceptance": ["the figures are printed", "the document loads"],
+    });
+    record.to_string()
+}
+
+fn bench(issues: usize) -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("a/issues"))?;
+    let path = dir.path().join("a/issues/issues.jsonl");
+    let mut text = String::new();
+    for n in 1..=issues {
+        text.push_str(&issue(n));
+        text.push('\n');
+    }
+    std::fs::write(&path, &text)?;
+    println!("machine: 2 cores, shared with other engineers' builds (figures are noisy)");
+    println!("issues: {issues}, file: {} bytes", text.len());
+
+    let started = Instant::now();
+    let mut a = LocalTracker::open(Store::new(&path), TRACKER)?;
+    let first = a.sync_file()?;
+    println!(
+        "first import (open, genesis, fsync log): {:.0} ms, genesis={}, rss peak {} MiB",
+        started.elapsed().as_secs_f64() * 1000.0,
+        first.import.genesis,
+        peak_rss_kib() / 1024
+    );
+    let started = Instant::now();
+    let snapshot = a.compact()?;
+    println!(
+        "snapshot: {snapshot} bytes, compaction {:.0} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+
+    let exe = std::env::current_exe()?;
+    let output = std::process::Command::new(exe)
+        .args(["load", &dir.path().join("a").to_string_lossy(), TRACKER])
+        .output()?;
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    let line = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.len() == 3 {
+        println!(
+            "document load (child process, snapshot + log): {:.0} ms, peak RSS {} MiB, {} issues",
+            fields[0].parse::<f64>().unwrap_or(0.0),
+            fields[1].parse::<u64>().unwrap_or(0) / 1024,
+            fields[2]
+        );
+    } else {
+        return Err(format!(
+            "load child failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+
+    let mut fresh = Replica::new(TRACKER, ActorId::random())?;
+    let (mut sa, mut sb) = (Session::new(), Session::new());
+    let started = Instant::now();
+    let (messages, bytes) = converge(a.replica_mut(), &mut sa, &mut fresh, &mut sb)?;
+    println!(
+        "fresh peer catch-up (sync protocol in memory): {:.0} ms, {messages} messages, {bytes} bytes, {} issues",
+        started.elapsed().as_secs_f64() * 1000.0,
+        fresh.ids().len()
+    );
+
+    let rounds = 20;
+    let (mut total_bytes, mut total_messages, mut update_ms) = (0, 0, 0.0);
+    for round in 0..rounds {
+        let id = format!("BEN-{:05}", 1 + round * 37 % issues.max(1));
+        let text = std::fs::read_to_string(&path)?;
+        let edited: String = text
+            .split_inclusive('\n')
+            .map(|line| {
+                if line.contains(&format!("\"id\":\"{id}\"")) {
+                    let mut record: serde_json::Value =
+                        serde_json::from_str(line.trim_end()).unwrap_or_default();
+                    record["priority"] = (100 + round).into();
+                    format!("{record}\n")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(&path, edited)?;
+        let started = Instant::now();
+        let report = a.sync_file()?;
+        update_ms += started.elapsed().as_secs_f64() * 1000.0;
+        if report.import.change.is_none() {
+            return Err(format!("round {round}: the edit was not imported").into());
+        }
+        let (m, b) = converge(a.replica_mut(), &mut sa, &mut fresh, &mut sb)?;
+        total_messages += m;
+        total_bytes += b;
+    }
+    println!(
+        "steady state, one priority edit: {} bytes and {:.1} messages per change on the wire; import+persist+project {:.1} ms per edit",
+        total_bytes / rounds,
+        total_messages as f64 / rounds as f64,
+        update_ms / rounds as f64
+    );
+    Ok(())
+}
