@@ -155,11 +155,18 @@ impl Replica {
             Some((automerge::Value::Object(ObjType::Map), id)) => id,
             _ => return Err(SyncError::Layout("the document has no issues map".into())),
         };
-        let known: Vec<ChangeHash> = file_heads
+        // File heads the document lacks (a torn log tail lost the change they name) fall
+        // back to the document's heads: whatever the file holds beyond them is imported
+        // again as an edit, which is what the lost change was.
+        let known = if file_heads
             .iter()
-            .filter(|h| doc.get_change_by_hash(h).is_some())
-            .copied()
-            .collect();
+            .all(|h| doc.get_change_by_hash(h).is_some())
+        {
+            file_heads.to_vec()
+        } else {
+            tracing::warn!("the file heads are not in the document; the file is imported afresh");
+            doc.get_heads()
+        };
         doc.set_actor(actor.clone());
         Ok(Replica {
             doc,
