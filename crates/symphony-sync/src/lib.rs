@@ -8,15 +8,19 @@
 //! - [`local`]: one clone's file, document and persistence kept in step.
 //! - [`persist`]: the document on disk under `.symphony/sync/` — snapshot, append-only change
 //!   log, crash-safe compaction, refusal of corrupt or foreign documents.
+//! - [`node`]: the sync task of a node: heads on pubsub, sync messages on the mesh's sync
+//!   stream, anti-entropy, hostile peers dropped and counted.
 //! - [`session`]: the Automerge sync protocol with one peer, IO-free and size-bounded.
 
 pub mod error;
 pub mod layout;
 pub mod local;
+pub mod node;
 pub mod persist;
 pub mod replica;
 pub mod session;
 
 pub use error::{Result, SyncError};
 pub use local::LocalTracker;
+pub use node::{SyncConfig, SyncNode, SyncStatus};
 pub use replica::{FileSync, ImportReport, Refusal, Replica};

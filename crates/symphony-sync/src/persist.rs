@@ -387,7 +387,7 @@ fn actor(dir: &Path) -> Result<ActorId> {
 }
 
 /// Atomically replaces `path` with `bytes`: temp file, fsync, rename, fsync the directory.
-fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut temp = path.as_os_str().to_owned();
     temp.push(".tmp");
     let temp = PathBuf::from(temp);
