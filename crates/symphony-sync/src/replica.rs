@@ -30,13 +30,15 @@ use sha2::{Digest, Sha256};
 use symphony_tracker::document::parse_record;
 use symphony_tracker::ids::IdConfig;
 use symphony_tracker::merge::RENUMBERED_FROM;
-use symphony_tracker::{Document, Store, TrackerError, WriteReport};
+use symphony_tracker::{Document, JsonStyle, Store, TrackerError, WriteReport};
 
 use crate::error::{Result, SyncError};
 use crate::layout::{self, create_record, read_record, update_record};
 
 /// Version of the document layout, stored at `format` in the root change.
 pub const FORMAT: i64 = 1;
+/// Root key of the style of the file the genesis imported.
+pub const STYLE_KEY: &str = "style";
 /// Reserved key set on a losing concurrent creation once its author has moved it.
 pub const MOVED_KEY: &str = "\u{0}moved_to";
 
@@ -258,6 +260,15 @@ impl Replica {
         }
     }
 
+    /// The style projection writes lines in: the style of the file the genesis imported
+    /// (stored at `style` in the document), so every clone renders a record alike.
+    pub fn style(&self) -> Option<JsonStyle> {
+        match self.doc.get(ROOT, STYLE_KEY) {
+            Ok(Some((automerge::Value::Scalar(value), _))) => value.as_str().and_then(decode_style),
+            _ => None,
+        }
+    }
+
     /// Imports the issues file as read in `file`: see the module docs. Lines that do not
     /// parse, repeat an id, or use a reserved key are refused and left alone; while a line's
     /// id cannot be read, no issue is removed (it might be that one).
@@ -371,13 +382,19 @@ impl Replica {
             self.doc.set_actor(actor);
             let issues = self.issues.clone();
             let mut tx = self.doc.transaction();
-            let mut failed = None;
-            for (id, record, _) in &changed {
-                if let Err(error) = create_record(&mut tx, &issues, id, record) {
-                    failed = Some(error);
-                    break;
+            let style = file.style();
+            let mut failed = tx
+                .put(ROOT, STYLE_KEY, encode_style(style))
+                .err()
+                .map(SyncError::from);
+            if failed.is_none() {
+                for (id, record, _) in &changed {
+                    if let Err(error) = create_record(&mut tx, &issues, id, record) {
+                        failed = Some(error);
+                        break;
+                    }
+                    report.touched.push(id.clone());
                 }
-                report.touched.push(id.clone());
             }
             let hash = match failed {
                 Some(error) => {
@@ -455,7 +472,11 @@ impl Replica {
                     (id, record)
                 })
                 .collect();
+            let style = self.style();
             let written = store.transact(|tx| {
+                if let Some(style) = style {
+                    tx.set_style(style);
+                }
                 if tx.document().stamp() != stamp {
                     return Err(TrackerError::ConcurrentModification {
                         path: store.path().to_path_buf(),
@@ -548,6 +569,23 @@ impl Replica {
     }
 }
 
+/// `style` as three digits: item space, key space, ASCII escaping.
+fn encode_style(style: JsonStyle) -> String {
+    [style.item_space, style.key_space, style.ascii]
+        .iter()
+        .map(|on| if *on { '1' } else { '0' })
+        .collect()
+}
+
+fn decode_style(text: &str) -> Option<JsonStyle> {
+    let bits: Vec<bool> = text.chars().map(|c| c == '1').collect();
+    (bits.len() == 3 && text.chars().all(|c| c == '0' || c == '1')).then(|| JsonStyle {
+        item_space: bits[0],
+        key_space: bits[1],
+        ascii: bits[2],
+    })
+}
+
 fn refusal(index: usize, error: &TrackerError) -> Refusal {
     tracing::warn!(line = index + 1, %error, "record not imported");
     Refusal {
@@ -571,8 +609,14 @@ fn project_one(
     };
     let current = tx.get(id)?.cloned();
     match (record, current) {
-        (Some(record), Some(current)) if *record == current => {}
-        (Some(record), Some(_)) => *tx.get_mut(id)? = record.clone(),
+        (Some(record), Some(current)) => {
+            if *record != current || !record.keys().eq(current.keys()) {
+                *tx.get_mut(id)? = record.clone();
+            }
+            // Every clone renders a touched record alike, whatever style a human typed it
+            // in, so nodes with the same document write the same bytes.
+            tx.restyle(id)?;
+        }
         (Some(record), None) => tx.append(record.clone())?,
         (None, Some(_)) => tx.remove(id)?,
         (None, None) => {}

@@ -325,3 +325,32 @@ fn a_human_edit_after_a_remote_change_is_imported_not_reverted() {
         assert_eq!(issue["title"], "retitled on b");
     }
 }
+
+#[test]
+fn a_line_a_human_edits_is_written_back_in_the_files_style() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("seed.jsonl");
+    let seed: String = (1..=5)
+        .map(|n| format!("{{\"id\": \"T-000{n}\", \"title\": \"t{n}\", \"priority\": {n}}}\n"))
+        .collect();
+    std::fs::write(&source, seed).unwrap();
+    let store = clone_of(&source, dir.path());
+    let mut local = LocalTracker::open(store.clone(), "t").unwrap();
+    local.sync_file().unwrap();
+    let id = local.replica().ids()[2].clone();
+    let spaced = std::fs::read_to_string(store.path()).unwrap();
+    edit_line(&store, &id, |r| {
+        r.insert("title".into(), "typed compact".into());
+    });
+    let report = local.sync_file().unwrap();
+    assert_eq!(report.import.touched, vec![id.clone()]);
+    assert_eq!(report.projection.changed, vec![id.clone()], "{report:?}");
+    let text = std::fs::read_to_string(store.path()).unwrap();
+    let line = text.lines().find(|l| l.contains("typed compact")).unwrap();
+    let style_of = |t: &str| t.contains("\", \"");
+    assert_eq!(
+        style_of(line),
+        style_of(spaced.lines().next().unwrap()),
+        "{line}"
+    );
+}
