@@ -8,6 +8,7 @@
 //!   ([`Mesh::send_sync`]), chunked into frames of at most [`CHUNK_BYTES`] and reassembled
 //!   up to [`MAX_MESSAGE_BYTES`]. A change received is persisted and projected before this
 //!   node passes it on.
+//! - **New neighbours** get a sync round as soon as they join the active view.
 //! - **Anti-entropy**: every `anti_entropy` interval each neighbour gets a sync round; a
 //!   session that has waited longer than that for an answer restarts from its persisted
 //!   state, so a lost frame costs one interval.
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use automerge::{ChangeHash, ReadDoc};
 use bytes::Bytes;
 use serde::Serialize;
-use symphony_mesh::{Mesh, NodeId, PeerView, Subscription, SyncFrames};
+use symphony_mesh::{MembershipEvent, Mesh, NodeId, PeerView, Subscription, SyncFrames};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, SyncError};
@@ -203,6 +204,7 @@ impl Task {
         mut frames: SyncFrames,
         mut heads: Subscription,
     ) {
+        let mut roster = self.mesh.membership_events();
         let mut tick = tokio::time::interval(self.config.anti_entropy);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -217,6 +219,12 @@ impl Task {
                 },
                 delivery = heads.recv() => match delivery {
                     Some(delivery) => self.on_heads(delivery.from, &delivery.payload).await,
+                    None => break,
+                },
+                event = roster.recv() => match event {
+                    // A new neighbour learns at once what it lacks, not at the next round.
+                    Some(MembershipEvent::NeighborUp { peer }) => self.offer(peer).await,
+                    Some(_) => {}
                     None => break,
                 },
                 _ = tick.tick() => self.anti_entropy().await,
@@ -240,7 +248,8 @@ impl Task {
             Command::Status(reply) => {
                 let doc = self.local.replica().doc();
                 self.status.heads = doc.get_heads().iter().map(ToString::to_string).collect();
-                self.status.changes = doc.get_changes(&[]).len();
+                // `stats` reads the change graph; `get_changes` would rebuild every change.
+                self.status.changes = doc.stats().num_changes as usize;
                 self.status.issues = self.local.replica().ids().len();
                 self.status.bad_peers = self
                     .bad

@@ -166,6 +166,9 @@ pub struct Transaction<'d> {
     restyled: std::collections::BTreeSet<usize>,
     /// The style of every rendered line, when set ([`Transaction::set_style`]).
     style: Option<JsonStyle>,
+    /// Position of each appended record by id; exact while `appended_exact`.
+    appended_index: std::collections::HashMap<String, usize>,
+    appended_exact: bool,
     appended: Vec<Map<String, Value>>,
 }
 
@@ -178,6 +181,8 @@ impl<'d> Transaction<'d> {
             edits: BTreeMap::new(),
             restyled: std::collections::BTreeSet::new(),
             style: None,
+            appended_index: std::collections::HashMap::new(),
+            appended_exact: true,
             appended: Vec::new(),
         }
     }
@@ -247,6 +252,8 @@ impl<'d> Transaction<'d> {
                 id: id.to_string(),
             });
         }
+        self.appended_index
+            .insert(id.to_string(), self.appended.len());
         self.appended.push(record);
         Ok(())
     }
@@ -279,6 +286,7 @@ impl<'d> Transaction<'d> {
             }
             Some(Slot::Appended(at)) => {
                 self.appended.remove(at);
+                self.appended_exact = false;
                 Ok(())
             }
             None => Err(self.not_found(id)),
@@ -307,7 +315,13 @@ impl<'d> Transaction<'d> {
     }
 
     fn locate(&self, id: &str) -> Result<Option<Slot>> {
-        if let Some(at) = self
+        // Appended records are found through their index while no caller held one mutably
+        // (it might have changed the id): appending 10k records stays linear.
+        if self.appended_exact {
+            if let Some(&at) = self.appended_index.get(id) {
+                return Ok(Some(Slot::Appended(at)));
+            }
+        } else if let Some(at) = self
             .appended
             .iter()
             .position(|r| r.get("id").and_then(Value::as_str) == Some(id))
@@ -343,7 +357,10 @@ impl<'d> Transaction<'d> {
 
     fn slot_mut(&mut self, id: &str, slot: Slot) -> Result<&mut Map<String, Value>> {
         let index = match slot {
-            Slot::Appended(at) => return Ok(&mut self.appended[at]),
+            Slot::Appended(at) => {
+                self.appended_exact = false;
+                return Ok(&mut self.appended[at]);
+            }
             Slot::Line(index) => index,
         };
         if !self.edits.contains_key(&index) {

@@ -9,11 +9,12 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use automerge::ActorId;
+use symphony_mesh::{BootstrapPeer, Identity, Mesh, MeshConfig, TrustConfig};
 use symphony_sync::session::{Session, converge};
-use symphony_sync::{LocalTracker, Replica};
+use symphony_sync::{LocalTracker, Replica, SyncConfig, SyncNode};
 use symphony_tracker::Store;
 
 const TRACKER: &str = "bench";
@@ -180,5 +181,112 @@ fn bench(issues: usize) -> Result<(), Error> {
         total_messages as f64 / rounds as f64,
         update_ms / rounds as f64
     );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(over_the_mesh(a, &path, dir.path(), issues))
+}
+
+fn mesh_config(bootstrap: Option<&Mesh>) -> Result<MeshConfig, Error> {
+    let mut config = MeshConfig {
+        listen: "127.0.0.1:0".parse()?,
+        trust: TrustConfig::Open,
+        ..MeshConfig::default()
+    };
+    config.bootstrap = bootstrap
+        .map(|m| BootstrapPeer {
+            id: Some(m.node_id()),
+            addr: m.advertised_addr(),
+        })
+        .into_iter()
+        .collect();
+    Ok(config)
+}
+
+/// A fresh node catching up from one peer over QUIC on loopback, then small changes.
+async fn over_the_mesh(
+    a: LocalTracker,
+    path: &Path,
+    dir: &Path,
+    issues: usize,
+) -> Result<(), Error> {
+    let mesh_a = Mesh::start_with_identity(mesh_config(None)?, Identity::generate()?).await?;
+    let node_a = SyncNode::start(a, mesh_a.clone(), SyncConfig::for_tracker(TRACKER)).await?;
+    std::fs::create_dir_all(dir.join("b/issues"))?;
+    let b_path = dir.join("b/issues/issues.jsonl");
+    std::fs::write(&b_path, "")?;
+    let started = Instant::now();
+    let mesh_b =
+        Mesh::start_with_identity(mesh_config(Some(&mesh_a))?, Identity::generate()?).await?;
+    let b = LocalTracker::open(Store::new(&b_path), TRACKER)?;
+    let node_b = SyncNode::start(b, mesh_b.clone(), SyncConfig::for_tracker(TRACKER)).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while node_b.status().await?.issues < issues {
+        if Instant::now() > deadline {
+            return Err("the fresh peer did not catch up in 120 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let caught_up = started.elapsed();
+    let status = node_b.status().await?;
+    let file_lines = std::fs::read_to_string(&b_path)?.lines().count();
+    println!(
+        "fresh peer catch-up over the mesh (QUIC, loopback; mesh start to {issues} issues in its document): {:.0} ms, {} bytes in {} messages; its file has {file_lines} lines",
+        caught_up.as_secs_f64() * 1000.0,
+        status.bytes_in,
+        status.messages_in
+    );
+    let rounds = 20u64;
+    let mut latencies = Vec::new();
+    let before = node_b.status().await?.bytes_in;
+    let before_out = node_a.status().await?.bytes_out;
+    for round in 0..rounds {
+        let id = format!("BEN-{:05}", 2 + round * 53 % issues as u64);
+        let text = std::fs::read_to_string(path)?;
+        let target = 500 + round;
+        let edited: String = text
+            .split_inclusive('\n')
+            .map(|line| {
+                if line.contains(&format!("\"id\":\"{id}\"")) {
+                    let mut record: serde_json::Value =
+                        serde_json::from_str(line.trim_end()).unwrap_or_default();
+                    record["priority"] = target.into();
+                    format!("{record}\n")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(path, edited)?;
+        let sent = Instant::now();
+        node_a.sync_file().await?;
+        loop {
+            let seen = node_b
+                .issue(&id)
+                .await?
+                .and_then(|r| r.get("priority").cloned());
+            if seen == Some(target.into()) {
+                break;
+            }
+            if sent.elapsed() > Duration::from_secs(30) {
+                return Err(format!("round {round}: the change did not arrive").into());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    let received = node_b.status().await?.bytes_in - before;
+    let sent = node_a.status().await?.bytes_out - before_out;
+    println!(
+        "steady state over the mesh, one priority edit: p50 {:.1} ms, max {:.1} ms from sync_file on A to the change in B's document (A imports, fsyncs, projects first); sync-message bytes per change: {} received by B, {} sent by A",
+        latencies[latencies.len() / 2].as_secs_f64() * 1000.0,
+        latencies[latencies.len() - 1].as_secs_f64() * 1000.0,
+        received / rounds,
+        sent / rounds
+    );
+    mesh_b.shutdown().await;
+    mesh_a.shutdown().await;
     Ok(())
 }
