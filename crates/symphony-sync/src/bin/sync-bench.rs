@@ -6,6 +6,10 @@
 //! node would feel it), a fresh peer's catch-up over the sync protocol (bytes, messages,
 //! time; in memory, not over the mesh), and steady-state bytes per small change.
 //! `sync-bench load DIR TRACKER` is the child: it loads and prints `load_ms rss_kib`.
+//! `sync-bench latency` prints p50/p99 of a change becoming visible on all of 5 nodes, on
+//! loopback and behind 100 ms (one-way) relay links.
+//! `sync-bench burst DIR TRACKER` edits issue `T-0001`'s priority 1, 2, 3, … through the
+//! document forever, printing `ack N` once edit N is persisted (the SIGKILL test's child).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -23,6 +27,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("load") if args.len() == 3 => load(Path::new(&args[1]), &args[2]),
+        Some("burst") if args.len() == 3 => burst(Path::new(&args[1]), &args[2]),
+        Some("latency") => latency(),
         Some(n) if n.parse::<usize>().is_ok() => bench(n.parse().unwrap_or(10_000)),
         None => bench(10_000),
         _ => Err("usage: sync-bench [ISSUES] | sync-bench load DIR TRACKER".into()),
@@ -57,6 +63,135 @@ fn load(dir: &Path, tracker: &str) -> Result<(), Error> {
         peak_rss_kib(),
         local.replica().ids().len()
     );
+    Ok(())
+}
+
+fn latency() -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    println!("machine: 2 cores, shared with other engineers' builds (figures are noisy)");
+    for delay_ms in [0u64, 100] {
+        let (p50, p99, samples) = runtime.block_on(five_nodes(Duration::from_millis(delay_ms)))?;
+        println!(
+            "a change visible on all of 5 nodes, {delay_ms} ms one-way links: p50 {:.0} ms, p99 {:.0} ms ({samples} changes)",
+            p50.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() * 1000.0
+        );
+    }
+    Ok(())
+}
+
+/// Five nodes behind the mesh's UDP relay; 40 priority edits on rotating nodes.
+async fn five_nodes(delay: Duration) -> Result<(Duration, Duration, usize), Error> {
+    use symphony_mesh::relay::{LinkConditions, Relay};
+    let n = 5;
+    let relay = Relay::start(
+        n,
+        LinkConditions {
+            delay,
+            ..LinkConditions::default()
+        },
+    )
+    .await?;
+    let root = tempfile::tempdir()?;
+    let mut nodes: Vec<(Mesh, SyncNode, std::path::PathBuf)> = Vec::new();
+    for i in 0..n {
+        let dir = root.path().join(format!("n{i}"));
+        std::fs::create_dir_all(dir.join("issues"))?;
+        let path = dir.join("issues/issues.jsonl");
+        let seed: String = (1..=20).map(|k| format!("{}\n", issue(k))).collect();
+        std::fs::write(&path, seed)?;
+        let mut config = mesh_config(None)?;
+        config.advertise = Some(relay.front(i));
+        config.bootstrap = (0..i)
+            .map(|j| BootstrapPeer {
+                id: Some(nodes[j].0.node_id()),
+                addr: relay.front(j),
+            })
+            .collect();
+        let mesh = Mesh::start_with_identity(config, Identity::generate()?).await?;
+        relay.register(i, mesh.local_addr());
+        let local = LocalTracker::open(Store::new(&path), TRACKER)?;
+        let sync = SyncNode::start(local, mesh.clone(), SyncConfig::for_tracker(TRACKER)).await?;
+        sync.sync_file().await?;
+        nodes.push((mesh, sync, path));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut latencies = Vec::new();
+    for round in 0..40usize {
+        let (_, writer, path) = &nodes[round % n];
+        let id = format!("BEN-{:05}", 1 + round % 20);
+        let target = 1000 + round;
+        let text = std::fs::read_to_string(path)?;
+        let edited: String = text
+            .split_inclusive('\n')
+            .map(|line| {
+                if line.contains(&format!("\"id\":\"{id}\"")) {
+                    let mut record: serde_json::Value =
+                        serde_json::from_str(line.trim_end()).unwrap_or_default();
+                    record["priority"] = target.into();
+                    format!("{record}\n")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(path, edited)?;
+        let sent = Instant::now();
+        writer.sync_file().await?;
+        for (_, sync, _) in &nodes {
+            loop {
+                let seen = sync
+                    .issue(&id)
+                    .await?
+                    .and_then(|r| r.get("priority").cloned());
+                if seen == Some(target.into()) {
+                    break;
+                }
+                if sent.elapsed() > Duration::from_secs(30) {
+                    return Err(format!("round {round}: not visible everywhere in 30 s").into());
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        latencies.push(sent.elapsed());
+    }
+    for (mesh, _, _) in &nodes {
+        mesh.shutdown().await;
+    }
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Ok((at(0.5), at(0.99), latencies.len()))
+}
+
+fn burst(dir: &Path, tracker: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let path = dir.join("issues/issues.jsonl");
+    let mut local = LocalTracker::open(Store::new(&path), tracker)?;
+    local.sync_file()?;
+    let mut stdout = std::io::stdout();
+    for n in 1u64.. {
+        let text = std::fs::read_to_string(&path)?;
+        let edited: String = text
+            .split_inclusive('\n')
+            .map(|line| {
+                if line.contains("\"T-0001\"") {
+                    let mut record: serde_json::Value =
+                        serde_json::from_str(line.trim_end()).unwrap_or_default();
+                    record["priority"] = n.into();
+                    format!("{record}\n")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(&path, edited)?;
+        local.sync_file()?;
+        writeln!(stdout, "ack {n}")?;
+        stdout.flush()?;
+    }
     Ok(())
 }
 
