@@ -10,6 +10,7 @@
 //!   log, crash-safe compaction, refusal of corrupt or foreign documents.
 //! - [`node`]: the sync task of a node: heads on pubsub, sync messages on the mesh's sync
 //!   stream, anti-entropy, hostile peers dropped and counted.
+//! - [`tracker_name`]: the name all clones share, from the repository's root commit.
 //! - [`session`]: the Automerge sync protocol with one peer, IO-free and size-bounded.
 
 pub mod error;
@@ -19,8 +20,10 @@ pub mod node;
 pub mod persist;
 pub mod replica;
 pub mod session;
+pub mod tracker_name;
 
 pub use error::{Result, SyncError};
 pub use local::LocalTracker;
 pub use node::{SyncConfig, SyncNode, SyncStatus};
 pub use replica::{FileSync, ImportReport, Refusal, Replica};
+pub use tracker_name::tracker_name;
