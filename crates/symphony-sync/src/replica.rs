@@ -88,6 +88,8 @@ pub struct Replica {
     /// costs ~300 ms at 10k issues; the patches of each applied change cost next to nothing).
     dirty: BTreeSet<String>,
     ids: IdConfig,
+    /// Heads of the root change alone: the state an empty file matches.
+    root_heads: Vec<ChangeHash>,
 }
 
 fn derived_actor(parts: &[&[u8]]) -> ActorId {
@@ -179,6 +181,7 @@ impl Replica {
             lines: HashMap::new(),
             dirty: BTreeSet::new(),
             ids: IdConfig::default(),
+            root_heads: root(tracker)?.get_heads(),
         })
     }
 
@@ -316,7 +319,7 @@ impl Replica {
                 Err(error) => report.refused.push(refusal(index, &error)),
             }
         }
-        if self.file_heads.is_empty() && self.doc.length(&self.issues) == 0 {
+        if self.file_heads.is_empty() {
             return self.genesis(file, changed, report);
         }
         let heads = self.file_heads.clone();
@@ -373,49 +376,41 @@ impl Replica {
         changed: Vec<(String, Map<String, Value>, u64)>,
         mut report: ImportReport,
     ) -> Result<ImportReport> {
-        if !changed.is_empty() {
+        if changed.is_empty() {
+            // An empty file matches the root change: whatever peers sent is projected.
+            self.file_heads = self.root_heads.clone();
+        } else {
             let actor = derived_actor(&[
                 b"symphony-sync/genesis",
                 self.tracker.as_bytes(),
                 file.text().as_bytes(),
             ]);
-            self.doc.set_actor(actor);
-            let issues = self.issues.clone();
-            let mut tx = self.doc.transaction();
-            let style = file.style();
-            let mut failed = tx
-                .put(ROOT, STYLE_KEY, encode_style(style))
-                .err()
-                .map(SyncError::from);
-            if failed.is_none() {
-                for (id, record, _) in &changed {
-                    if let Err(error) = create_record(&mut tx, &issues, id, record) {
-                        failed = Some(error);
-                        break;
-                    }
-                    report.touched.push(id.clone());
-                }
-            }
-            let hash = match failed {
-                Some(error) => {
-                    tx.rollback();
-                    self.doc.set_actor(self.actor.clone());
-                    return Err(error);
-                }
-                None => {
-                    tx.commit_with(
-                        CommitOptions::default()
-                            .with_message("genesis")
-                            .with_time(0),
-                    )
-                    .0
-                }
+            let fresh = self.doc.get_heads() == self.root_heads;
+            // The genesis must depend on the root change alone to be the same change on
+            // every node: made in place on a fresh document, else beside it and applied
+            // (a peer's identical genesis makes that a no-op).
+            let mut beside = if fresh {
+                None
+            } else {
+                Some(root(&self.tracker)?)
             };
-            self.doc.set_actor(self.actor.clone());
+            let doc = beside.as_mut().unwrap_or(&mut self.doc);
+            doc.set_actor(actor);
+            let made = write_genesis(doc, &self.issues, file.style(), &changed);
+            doc.set_actor(self.actor.clone());
+            let hash = made?;
+            if let Some(beside) = beside {
+                let changes: Vec<Change> = beside.get_last_local_change().into_iter().collect();
+                self.apply_changes(changes)?;
+            }
+            report.touched = changed.iter().map(|(id, _, _)| id.clone()).collect();
             report.change = hash;
             report.genesis = true;
+            self.file_heads = hash.into_iter().collect();
         }
-        self.file_heads = self.doc.get_heads();
+        if self.file_heads != self.doc.get_heads() {
+            self.dirty.extend(self.ids());
+        }
         for (id, _, hash) in changed {
             self.lines.insert(id, hash);
         }
@@ -426,7 +421,8 @@ impl Replica {
     /// lines of issues changed since the file heads are rewritten. A file that changes
     /// between the import and the write is imported again (three tries, then
     /// [`SyncError::Busy`]); a line that does not parse blocks the write (the tracker refuses
-    /// to rewrite such a file), so it is never overwritten. A missing file is created.
+    /// to rewrite such a file), so it is never overwritten. A missing file is refused
+    /// ([`TrackerError::Missing`]) and nothing is imported or written.
     pub fn sync_file(&mut self, store: &Store) -> Result<FileSync> {
         self.sync_file_staged(store, &mut |_| Ok(()))
     }
@@ -439,13 +435,9 @@ impl Replica {
         persist: &mut dyn FnMut(&Replica) -> Result<()>,
     ) -> Result<FileSync> {
         for _ in 0..3 {
-            let file = match store.read() {
-                Ok(file) => file,
-                Err(TrackerError::Missing { .. }) => {
-                    Document::parse(store.path(), Vec::new(), usize::MAX)?
-                }
-                Err(error) => return Err(error.into()),
-            };
+            // A missing file is refused, not imported as "every issue deleted": a checkout
+            // in progress or a slip of `rm` must not empty the document on every node.
+            let file = store.read()?;
             let import = self.import(&file)?;
             let renumbered = self.resolve_creations()?;
             persist(self)?;
@@ -584,6 +576,37 @@ fn decode_style(text: &str) -> Option<JsonStyle> {
         key_space: bits[1],
         ascii: bits[2],
     })
+}
+
+/// The genesis transaction: the file's style and every record, timestamp 0.
+fn write_genesis(
+    doc: &mut Automerge,
+    issues: &ObjId,
+    style: JsonStyle,
+    records: &[(String, Map<String, Value>, u64)],
+) -> Result<Option<ChangeHash>> {
+    let mut tx = doc.transaction();
+    let written = tx
+        .put(ROOT, STYLE_KEY, encode_style(style))
+        .map_err(SyncError::from)
+        .and_then(|()| {
+            records.iter().try_for_each(|(id, record, _)| {
+                create_record(&mut tx, issues, id, record).map(drop)
+            })
+        });
+    match written {
+        Ok(()) => Ok(tx
+            .commit_with(
+                CommitOptions::default()
+                    .with_message("genesis")
+                    .with_time(0),
+            )
+            .0),
+        Err(error) => {
+            tx.rollback();
+            Err(error)
+        }
+    }
 }
 
 fn refusal(index: usize, error: &TrackerError) -> Refusal {

@@ -354,3 +354,50 @@ fn a_line_a_human_edits_is_written_back_in_the_files_style() {
         "{line}"
     );
 }
+
+#[test]
+fn a_missing_issues_file_is_refused_and_empties_nothing() {
+    let source = &fixtures()[1];
+    let dir = tempfile::tempdir().unwrap();
+    let store = clone_of(source, dir.path());
+    let mut local = LocalTracker::open(store.clone(), "t").unwrap();
+    local.sync_file().unwrap();
+    let count = local.replica().ids().len();
+    let saved = std::fs::read(store.path()).unwrap();
+    std::fs::remove_file(store.path()).unwrap();
+    let error = local
+        .sync_file()
+        .err()
+        .expect("a missing file must be refused");
+    assert!(error.to_string().contains("issues.jsonl"), "{error}");
+    assert_eq!(local.replica().ids().len(), count);
+    assert!(!store.path().exists());
+    std::fs::write(store.path(), &saved).unwrap();
+    let report = local.sync_file().unwrap();
+    assert!(report.import.change.is_none() && !report.projection.written);
+}
+
+#[test]
+fn a_node_that_hears_a_peer_before_its_first_import_shares_the_peers_genesis() {
+    let source = &fixtures()[1];
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = LocalTracker::open(clone_of(source, one.path()), "t").unwrap();
+    a.sync_file().unwrap();
+    let id = a.replica().ids()[5].clone();
+    edit_line(a.store(), &id, |r| {
+        r.insert("title".into(), "edited before b imported".into());
+    });
+    a.sync_file().unwrap();
+    let mut b = LocalTracker::open(clone_of(source, two.path()), "t").unwrap();
+    // The peer's changes arrive before b has imported its own file.
+    let from_a = b.replica().doc().get_changes_added(a.replica().doc());
+    b.replica_mut().apply_changes(from_a).unwrap();
+    let report = b.sync_file().unwrap();
+    assert!(report.import.genesis);
+    assert_eq!(b.replica().doc().get_heads(), a.replica().doc().get_heads());
+    assert_eq!(b.replica().ids(), a.replica().ids());
+    assert_eq!(
+        std::fs::read(b.store().path()).unwrap(),
+        std::fs::read(a.store().path()).unwrap()
+    );
+}
