@@ -367,8 +367,7 @@ fn a_missing_issues_file_is_refused_and_empties_nothing() {
     std::fs::remove_file(store.path()).unwrap();
     let error = local
         .sync_file()
-        .err()
-        .expect("a missing file must be refused");
+        .expect_err("a missing file must be refused");
     assert!(error.to_string().contains("issues.jsonl"), "{error}");
     assert_eq!(local.replica().ids().len(), count);
     assert!(!store.path().exists());
