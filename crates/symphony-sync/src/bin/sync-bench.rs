@@ -187,7 +187,11 @@ fn burst(dir: &Path, tracker: &str) -> Result<(), Error> {
                 }
             })
             .collect();
-        std::fs::write(&path, edited)?;
+        // Written as an editor that saves atomically would: the kill may land anywhere,
+        // and a torn file of the child's own making would prove nothing about the node.
+        let temp = path.with_extension("jsonl.edit");
+        std::fs::write(&temp, edited)?;
+        std::fs::rename(&temp, &path)?;
         local.sync_file()?;
         writeln!(stdout, "ack {n}")?;
         stdout.flush()?;
