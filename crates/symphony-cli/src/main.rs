@@ -41,6 +41,8 @@ enum Command {
     MergeDriver(commands::merge_driver::Args),
     /// The embedded mesh node: identity, serve, status, peers.
     Mesh(commands::mesh::MeshArgs),
+    /// The tracker as a synced document: `sync status`.
+    Sync(commands::sync::Args),
 }
 
 /// An invocation or configuration problem: exit code 2.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Issues(args) => with_logging(|| commands::issues::run(args, workflow)),
         Command::Init(args) => with_logging(|| commands::init::run(args)),
         Command::MergeDriver(args) => with_logging(|| commands::merge_driver::run(args, workflow)),
+        Command::Sync(args) => with_logging(|| commands::sync::run(args, workflow)),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
@@ -102,6 +105,12 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.is::<UsageError>() || cause.is::<std::io::Error>() {
             return 2;
+        }
+        if let Some(sync) = cause.downcast_ref::<symphony_sync::SyncError>() {
+            // A refused document or its files: I/O, like the tracker's own.
+            if !matches!(sync, symphony_sync::SyncError::Tracker(_)) {
+                return 2;
+            }
         }
         if let Some(tracker) = cause.downcast_ref::<TrackerError>() {
             return match tracker {

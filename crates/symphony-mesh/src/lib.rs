@@ -26,7 +26,7 @@ pub use direct::{DirectError, Receipt};
 pub use identity::Identity;
 pub use mesh::{
     Delivery, DirectMessages, InboundMessage, MembershipEvent, MembershipEvents, Mesh, MeshError,
-    PeerInfo, PeerView, Subscription,
+    PeerInfo, PeerView, Subscription, SyncFrame, SyncFrames,
 };
 pub use node_id::{NodeId, ParseNodeIdError};
 pub use proto::{MessageId, Topic};

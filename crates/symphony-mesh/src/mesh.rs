@@ -68,10 +68,17 @@ pub enum MeshError {
         /// The refused topic.
         topic: Topic,
     },
+    /// A sync frame could not be queued for its peer (not connected, stream closed, queue
+    /// full: the peer is slow), or is larger than a frame.
+    #[error("sync frame not sent: {0}")]
+    Sync(#[from] crate::transport::SendError),
     /// The node is shutting down or has shut down.
     #[error("the mesh node is shut down")]
     ShutDown,
 }
+
+/// Frames held for the application's [`SyncFrames`] at most.
+pub const SYNC_INBOX: usize = 256;
 
 /// A message delivered on a subscribed topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +196,28 @@ impl futures::Stream for DirectMessages {
     }
 }
 
+/// A frame from a peer's persistent sync stream ([`Mesh::sync_frames`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncFrame {
+    /// The peer, as proven by its TLS certificate.
+    pub from: NodeId,
+    /// The payload (at most a frame, [`wire::MAX_MESSAGE_LEN`] bytes).
+    pub payload: Bytes,
+}
+
+/// The frames of every peer's sync stream, in arrival order ([`Mesh::sync_frames`]).
+#[derive(Debug)]
+pub struct SyncFrames {
+    rx: mpsc::Receiver<SyncFrame>,
+}
+
+impl SyncFrames {
+    /// The next frame; `None` once the node has shut down.
+    pub async fn recv(&mut self) -> Option<SyncFrame> {
+        self.rx.recv().await
+    }
+}
+
 /// Deliveries of one topic. Dropping it unsubscribes (the node keeps relaying the topic).
 #[derive(Debug)]
 pub struct Subscription {
@@ -270,6 +299,7 @@ struct Inner {
     membership: broadcast::WeakSender<MembershipEvent>,
     lagged: Arc<AtomicU64>,
     inbox: Mutex<Option<DirectMessages>>,
+    sync_inbox: Mutex<Option<SyncFrames>>,
     request_timeout: Duration,
 }
 
@@ -311,6 +341,7 @@ impl Mesh {
         let (membership, _) = broadcast::channel(config.membership_queue);
         let (api_tx, api_rx) = mpsc::channel(config.api_queue);
         let (inbox_tx, inbox_rx) = mpsc::channel(config.direct.inbound_queue);
+        let (sync_tx, sync_rx) = mpsc::channel(SYNC_INBOX);
         let lagged = Arc::new(AtomicU64::new(0));
         let started = node::start(node::Setup {
             config: &config,
@@ -320,6 +351,7 @@ impl Mesh {
             membership: membership.clone(),
             lagged: lagged.clone(),
             inbox: inbox_tx,
+            sync_inbox: sync_tx,
         })
         .await?;
         Ok(Mesh {
@@ -331,6 +363,7 @@ impl Mesh {
                 membership: membership.downgrade(),
                 lagged,
                 inbox: Mutex::new(Some(DirectMessages { rx: inbox_rx })),
+                sync_inbox: Mutex::new(Some(SyncFrames { rx: sync_rx })),
                 request_timeout: Duration::from_millis(config.direct.timeout_ms),
             }),
         })
@@ -477,6 +510,34 @@ impl Mesh {
     /// (`direct.inbound_queue`); when that is full senders get `Overloaded`.
     pub async fn direct_messages(&self) -> Option<DirectMessages> {
         self.inner.inbox.lock().await.take()
+    }
+
+    /// The frames peers send on their persistent sync stream. There is one stream per node:
+    /// the first call takes it, later calls get `None`. It holds at most [`SYNC_INBOX`]
+    /// frames; past that, frames are dropped and counted (`sync_inbox_full`), which the
+    /// sync protocol repairs on its next round.
+    pub async fn sync_frames(&self) -> Option<SyncFrames> {
+        self.inner.sync_inbox.lock().await.take()
+    }
+
+    /// Queues `payload` on the persistent sync stream to `peer` (a direct connection; sync is
+    /// never relayed). Returns once queued, not delivered.
+    ///
+    /// # Errors
+    /// [`MeshError::Sync`] when the peer is not connected, its stream is closed, its
+    /// outbound queue is full, or the payload is over a frame; [`MeshError::ShutDown`].
+    pub async fn send_sync(
+        &self,
+        peer: NodeId,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), MeshError> {
+        let payload = payload.into();
+        self.call(|reply| Request::SyncSend {
+            to: peer,
+            payload,
+            reply,
+        })
+        .await?
     }
 
     /// Active and passive views and connected peers, with addresses, scores and cooling.

@@ -191,6 +191,13 @@ enum Edit {
 pub struct Transaction<'d> {
     document: &'d Document,
     edits: BTreeMap<usize, Edit>,
+    /// Lines to render in the file's style rather than their own ([`Transaction::restyle`]).
+    restyled: std::collections::BTreeSet<usize>,
+    /// The style of every rendered line, when set ([`Transaction::set_style`]).
+    style: Option<JsonStyle>,
+    /// Position of each appended record by id; exact while `appended_exact`.
+    appended_index: std::collections::HashMap<String, usize>,
+    appended_exact: bool,
     appended: Vec<Map<String, Value>>,
 }
 
@@ -201,6 +208,10 @@ impl<'d> Transaction<'d> {
         Transaction {
             document,
             edits: BTreeMap::new(),
+            restyled: std::collections::BTreeSet::new(),
+            style: None,
+            appended_index: std::collections::HashMap::new(),
+            appended_exact: true,
             appended: Vec::new(),
         }
     }
@@ -270,7 +281,28 @@ impl<'d> Transaction<'d> {
                 id: id.to_string(),
             });
         }
+        self.appended_index
+            .insert(id.to_string(), self.appended.len());
         self.appended.push(record);
+        Ok(())
+    }
+
+    /// Renders every changed, restyled and appended line in `style` instead of the line's
+    /// or the file's own. For writers that must produce the same bytes on every clone from
+    /// the same records (`symphony-sync`'s projection keeps the style of the file it first
+    /// imported), whatever style a human typed a line in.
+    pub fn set_style(&mut self, style: JsonStyle) {
+        self.style = Some(style);
+    }
+
+    /// Renders the record with `id` in the file's style (or [`Transaction::set_style`]'s)
+    /// instead of its line's own, even when its content did not change; a line already in
+    /// that form is left as it is. Errors: as [`Transaction::get_mut`].
+    pub fn restyle(&mut self, id: &str) -> Result<()> {
+        self.get_mut(id)?;
+        if let Some(Slot::Line(index)) = self.locate(id)? {
+            self.restyled.insert(index);
+        }
         Ok(())
     }
 
@@ -283,6 +315,7 @@ impl<'d> Transaction<'d> {
             }
             Some(Slot::Appended(at)) => {
                 self.appended.remove(at);
+                self.appended_exact = false;
                 Ok(())
             }
             None => Err(self.not_found(id)),
@@ -312,7 +345,13 @@ impl<'d> Transaction<'d> {
     }
 
     fn locate(&self, id: &str) -> Result<Option<Slot>> {
-        if let Some(at) = self
+        // Appended records are found through their index while no caller held one mutably
+        // (it might have changed the id): appending 10k records stays linear.
+        if self.appended_exact {
+            if let Some(&at) = self.appended_index.get(id) {
+                return Ok(Some(Slot::Appended(at)));
+            }
+        } else if let Some(at) = self
             .appended
             .iter()
             .position(|r| r.get("id").and_then(Value::as_str) == Some(id))
@@ -353,7 +392,10 @@ impl<'d> Transaction<'d> {
 
     fn slot_mut(&mut self, id: &str, slot: Slot) -> Result<&mut Map<String, Value>> {
         let index = match slot {
-            Slot::Appended(at) => return Ok(&mut self.appended[at]),
+            Slot::Appended(at) => {
+                self.appended_exact = false;
+                return Ok(&mut self.appended[at]);
+            }
             Slot::Line(index) => index,
         };
         if !self.edits.contains_key(&index) {
@@ -494,11 +536,19 @@ impl<'t> Rendering<'t> {
                     cursor = line.end + line.terminator.as_bytes().len();
                     report.removed.push(document.id_of(index)?.into_owned());
                 }
-                Edit::Changed { original, current } if original == current => {}
+                Edit::Changed { original, current }
+                    if original == current && !transaction.restyled.contains(&index) => {}
                 Edit::Changed { current, .. } => {
-                    pieces.push(Piece::Original(cursor..line.start));
-                    let style = JsonStyle::detect_line(document.line_text(index), document.style());
+                    let style = match transaction.style {
+                        Some(style) => style,
+                        None if transaction.restyled.contains(&index) => document.style(),
+                        None => JsonStyle::detect_line(document.line_text(index), document.style()),
+                    };
                     let rendered = render_line(document.path(), index, style, current)?;
+                    if rendered == document.line_text(index).as_bytes() {
+                        continue;
+                    }
+                    pieces.push(Piece::Original(cursor..line.start));
                     changed_lengths.insert(index, rendered.len());
                     pieces.push(Piece::New(rendered));
                     cursor = line.end; // the original terminator follows
@@ -558,7 +608,8 @@ impl<'t> Rendering<'t> {
         let last = transaction.appended.len() - 1;
         for (at, record) in transaction.appended.iter().enumerate() {
             let index = document.lines().len() + at;
-            let rendered = render_line(document.path(), index, document.style(), record)?;
+            let style = transaction.style.unwrap_or_else(|| document.style());
+            let rendered = render_line(document.path(), index, style, record)?;
             lengths.push(rendered.len());
             tail.extend(rendered);
             if trailing || at < last {
@@ -750,6 +801,45 @@ mod tests {
             .filter(|&i| a[i] != b[i])
             .map(|i| i + 1)
             .collect()
+    }
+
+    #[test]
+    fn restyle_rewrites_only_a_line_not_already_in_the_style() {
+        let content =
+            "{\"id\": \"A\", \"n\": 1}\n{\"id\":\"B\",\"n\":2}\n{\"id\": \"C\", \"n\": 3}\n";
+        let (_dir, store) = store_with(content);
+        let ((), report) = store
+            .transact(|tx| {
+                tx.restyle("A")?;
+                tx.restyle("B")
+            })
+            .unwrap();
+        assert_eq!(report.changed, vec!["B".to_string()]);
+        let after = std::fs::read_to_string(store.path()).unwrap();
+        assert_eq!(changed_lines(content, &after), vec![2]);
+        assert!(after.contains("{\"id\": \"B\", \"n\": 2}"), "{after}");
+    }
+
+    #[test]
+    fn set_style_renders_changed_and_appended_lines_in_that_style() {
+        let content = "{\"id\":\"A\",\"n\":1}\n{\"id\": \"B\", \"n\": 2}\n";
+        let (_dir, store) = store_with(content);
+        let spaced = JsonStyle::detect_file("{\"a\": 1, \"b\": 2}");
+        store
+            .transact(|tx| {
+                tx.set_style(spaced);
+                tx.get_mut("A")?.insert("n".into(), 5.into());
+                let mut record = Map::new();
+                record.insert("id".into(), "C".into());
+                record.insert("n".into(), 3.into());
+                tx.append(record)
+            })
+            .unwrap();
+        let after = std::fs::read_to_string(store.path()).unwrap();
+        assert_eq!(
+            after,
+            "{\"id\": \"A\", \"n\": 5}\n{\"id\": \"B\", \"n\": 2}\n{\"id\": \"C\", \"n\": 3}\n"
+        );
     }
 
     fn set_priority(store: &Store, id: &str, priority: i64) -> WriteReport {

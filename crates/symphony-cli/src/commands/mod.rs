@@ -6,6 +6,7 @@ pub mod issues;
 pub mod merge_driver;
 pub mod mesh;
 pub mod run;
+pub mod sync;
 pub mod validate;
 
 /// How a command that did not fail ended.

@@ -123,6 +123,13 @@ impl Node {
                 answer,
                 reply,
             } => self.send_direct(to, payload, in_reply_to, answer, reply),
+            Request::SyncSend { to, payload, reply } => {
+                let sent = self
+                    .transport
+                    .send(&to, Purpose::Sync, payload, false)
+                    .map_err(MeshError::from);
+                let _ = reply.send(sent);
+            }
             Request::Peers { reply } => {
                 let _ = reply.send(self.peers(Instant::now()));
             }

@@ -32,7 +32,7 @@ use crate::config::MeshConfig;
 use crate::diagnostics::{Diagnostics, NodeCounters};
 use crate::direct::{self, Receipt, Router};
 use crate::identity::Identity;
-use crate::mesh::{Delivery, InboundMessage, MembershipEvent, MeshError, PeerInfo};
+use crate::mesh::{Delivery, InboundMessage, MembershipEvent, MeshError, PeerInfo, SyncFrame};
 use crate::proto::wire::{self, WireMessage};
 use crate::proto::{self, MessageId, PeerAddr, State, Topic};
 use crate::transport::{Event, Events, Purpose, Transport};
@@ -67,6 +67,11 @@ pub(crate) enum Request {
     Diagnostics {
         reply: oneshot::Sender<Diagnostics>,
     },
+    SyncSend {
+        to: NodeId,
+        payload: Bytes,
+        reply: oneshot::Sender<Result<(), MeshError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -81,6 +86,7 @@ pub(crate) struct Setup<'a> {
     pub membership: broadcast::Sender<MembershipEvent>,
     pub lagged: Arc<AtomicU64>,
     pub inbox: mpsc::Sender<InboundMessage>,
+    pub sync_inbox: mpsc::Sender<SyncFrame>,
 }
 
 /// Where the started node listens.
@@ -141,6 +147,7 @@ struct Node {
     lagged: Arc<AtomicU64>,
     router: Router,
     inbox: mpsc::Sender<InboundMessage>,
+    sync_inbox: mpsc::Sender<SyncFrame>,
     receipts: HashMap<u64, oneshot::Sender<Result<Receipt, direct::DirectError>>>,
     waiting: HashMap<u64, Waiting>,
     max_waiting: usize,
@@ -158,6 +165,7 @@ pub(crate) async fn start(setup: Setup<'_>) -> Result<Started, MeshError> {
         membership,
         lagged,
         inbox,
+        sync_inbox,
     } = setup;
     let proto_config = config.proto_config();
     proto_config.validate()?;
@@ -192,6 +200,7 @@ pub(crate) async fn start(setup: Setup<'_>) -> Result<Started, MeshError> {
         lagged,
         router: Router::new(identity.node_id(), config.direct_config(), rand::random()),
         inbox,
+        sync_inbox,
         receipts: HashMap::new(),
         waiting: HashMap::new(),
         max_waiting: config.direct.max_pending,
@@ -331,7 +340,14 @@ impl Node {
 
     fn on_frame(&mut self, peer: NodeId, purpose: Purpose, payload: Bytes) {
         if purpose == Purpose::Sync {
-            self.counters.sync_unhandled += 1;
+            let frame = SyncFrame {
+                from: peer,
+                payload,
+            };
+            if self.sync_inbox.try_send(frame).is_err() {
+                // Full or not taken: the sync protocol's next round resends what is missing.
+                self.counters.sync_unhandled += 1;
+            }
             return;
         }
         let message = match wire::decode(payload) {
