@@ -16,7 +16,13 @@ fn sigkill_during_a_burst_loses_no_acknowledged_change() {
     std::fs::create_dir_all(dir.path().join("issues")).unwrap();
     let path = dir.path().join("issues/issues.jsonl");
     let seed: String = (1..=50)
-        .map(|n| format!("{{\"id\":\"T-{n:04}\",\"title\":\"issue {n}\",\"priority\":0}}\n"))
+        .map(|n| {
+            format!(
+                "{{\"id\":\"T-{n:04}\",\"identifier\":\"T-{n:04}\",\"title\":\"issue {n}\",\
+                 \"priority\":0,\"state\":\"todo\",\"labels\":[],\"blocked_by\":[],\
+                 \"created_at\":\"2026-01-01T00:00:00Z\",\"updated_at\":\"2026-01-01T00:00:00Z\"}}\n"
+            )
+        })
         .collect();
     std::fs::write(&path, seed).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sync-bench"))

@@ -195,7 +195,12 @@ fn concurrent_edits_to_different_paragraphs_both_survive() {
     let source = dir.path().join("seed.jsonl");
     std::fs::write(
         &source,
-        "{\"id\": \"T-0001\", \"title\": \"t\", \"description\": \"one\\n\\ntwo\\n\\nthree\"}\n",
+        concat!(
+            "{\"id\": \"T-0001\", \"identifier\": \"T-0001\", \"title\": \"t\", ",
+            "\"description\": \"one\\n\\ntwo\\n\\nthree\", \"priority\": 0, \"state\": \"todo\", ",
+            "\"labels\": [], \"blocked_by\": [], \"created_at\": \"2026-01-01T00:00:00Z\", ",
+            "\"updated_at\": \"2026-01-01T00:00:00Z\"}\n"
+        ),
     )
     .unwrap();
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -331,7 +336,13 @@ fn a_line_a_human_edits_is_written_back_in_the_files_style() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("seed.jsonl");
     let seed: String = (1..=5)
-        .map(|n| format!("{{\"id\": \"T-000{n}\", \"title\": \"t{n}\", \"priority\": {n}}}\n"))
+        .map(|n| {
+            format!(
+                "{{\"id\": \"T-000{n}\", \"identifier\": \"T-000{n}\", \"title\": \"t{n}\", \
+                 \"priority\": {n}, \"state\": \"todo\", \"labels\": [], \"blocked_by\": [], \
+                 \"created_at\": \"2026-01-01T00:00:00Z\", \"updated_at\": \"2026-01-01T00:00:00Z\"}}\n"
+            )
+        })
         .collect();
     std::fs::write(&source, seed).unwrap();
     let store = clone_of(&source, dir.path());

@@ -13,11 +13,11 @@ use symphony_sync::{LocalTracker, SyncConfig, SyncNode};
 use symphony_tracker::Store;
 
 const SEED: &str = concat!(
-    "{\"id\": \"T-0001\", \"identifier\": \"T-0001\", \"title\": \"one\", \"priority\": 1, \"description\": \"first\\n\\nsecond\\n\\nthird\"}\n",
-    "{\"id\": \"T-0002\", \"identifier\": \"T-0002\", \"title\": \"two\", \"priority\": 2, \"description\": \"c\"}\n",
-    "{\"id\": \"T-0010\", \"identifier\": \"T-0010\", \"title\": \"ten\", \"priority\": 2, \"description\": \"\"}\n",
-    "{\"id\": \"T-0011\", \"identifier\": \"T-0011\", \"title\": \"eleven\", \"priority\": 2, \"description\": \"\"}\n",
-    "{\"id\": \"T-0012\", \"identifier\": \"T-0012\", \"title\": \"twelve\", \"priority\": 2, \"description\": \"\"}\n",
+    "{\"id\": \"T-0001\", \"identifier\": \"T-0001\", \"title\": \"one\", \"state\": \"todo\", \"created_at\": \"2026-01-01T00:00:00Z\", \"updated_at\": \"2026-01-01T00:00:00Z\", \"priority\": 1, \"description\": \"first\\n\\nsecond\\n\\nthird\"}\n",
+    "{\"id\": \"T-0002\", \"identifier\": \"T-0002\", \"title\": \"two\", \"state\": \"todo\", \"created_at\": \"2026-01-01T00:00:00Z\", \"updated_at\": \"2026-01-01T00:00:00Z\", \"priority\": 2, \"description\": \"c\"}\n",
+    "{\"id\": \"T-0010\", \"identifier\": \"T-0010\", \"title\": \"ten\", \"state\": \"todo\", \"created_at\": \"2026-01-01T00:00:00Z\", \"updated_at\": \"2026-01-01T00:00:00Z\", \"priority\": 2, \"description\": \"\"}\n",
+    "{\"id\": \"T-0011\", \"identifier\": \"T-0011\", \"title\": \"eleven\", \"state\": \"todo\", \"created_at\": \"2026-01-01T00:00:00Z\", \"updated_at\": \"2026-01-01T00:00:00Z\", \"priority\": 2, \"description\": \"\"}\n",
+    "{\"id\": \"T-0012\", \"identifier\": \"T-0012\", \"title\": \"twelve\", \"state\": \"todo\", \"created_at\": \"2026-01-01T00:00:00Z\", \"updated_at\": \"2026-01-01T00:00:00Z\", \"priority\": 2, \"description\": \"\"}\n",
 );
 
 /// Only one multi-node test at a time: CI has two cores.
@@ -189,7 +189,7 @@ async fn concurrent_creations_on_two_nodes_keep_every_issue_with_unique_ids() {
         for (n, title) in [(&a, "made on a"), (&b, "made on b")] {
             let mut text = std::fs::read_to_string(n.store.path()).unwrap();
             text.push_str(&format!(
-                "{{\"id\": \"T-0013\", \"identifier\": \"T-0013\", \"title\": \"{title}\", \"priority\": 3, \"description\": \"\"}}\n"
+                "{{\"id\": \"T-0013\", \"identifier\": \"T-0013\", \"title\": \"{title}\", \"state\": \"todo\", \"created_at\": \"2026-01-01T00:00:00Z\", \"updated_at\": \"2026-01-01T00:00:00Z\", \"priority\": 3, \"description\": \"\"}}\n"
             ));
             std::fs::write(n.store.path(), text).unwrap();
         }

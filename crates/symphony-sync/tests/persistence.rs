@@ -9,8 +9,8 @@ use symphony_sync::{LocalTracker, SyncError};
 use symphony_tracker::Store;
 
 const SEED: &str = concat!(
-    "{\"id\": \"T-0001\", \"title\": \"one\", \"priority\": 1, \"description\": \"a\\n\\nb\"}\n",
-    "{\"id\": \"T-0002\", \"title\": \"two\", \"priority\": 2, \"description\": \"c\"}\n",
+    "{\"id\": \"T-0001\", \"identifier\": \"T-0001\", \"title\": \"one\", \"state\": \"todo\", \"created_at\": \"2026-01-01T00:00:00Z\", \"updated_at\": \"2026-01-01T00:00:00Z\", \"priority\": 1, \"description\": \"a\\n\\nb\"}\n",
+    "{\"id\": \"T-0002\", \"identifier\": \"T-0002\", \"title\": \"two\", \"state\": \"todo\", \"created_at\": \"2026-01-01T00:00:00Z\", \"updated_at\": \"2026-01-01T00:00:00Z\", \"priority\": 2, \"description\": \"c\"}\n",
 );
 
 fn clone(dir: &Path) -> Store {

@@ -14,7 +14,7 @@ fn tracker(dir: &std::path::Path, issues: usize) -> LocalTracker {
     let mut text = String::new();
     for n in 1..=issues {
         text.push_str(&format!(
-            "{{\"id\": \"T-{n:04}\", \"title\": \"issue {n}\", \"priority\": 1, \"description\": \"{}\"}}\n",
+            "{{\"id\": \"T-{n:04}\", \"identifier\": \"T-{n:04}\", \"title\": \"issue {n}\", \"state\": \"todo\", \"created_at\": \"2026-01-01T00:00:00Z\", \"updated_at\": \"2026-01-01T00:00:00Z\", \"priority\": 1, \"description\": \"{}\"}}\n",
             (0..40).map(|w| format!("w{}", (n * 7919 + w * 104729) % 100003)).collect::<Vec<_>>().join(" ")
         ));
     }
