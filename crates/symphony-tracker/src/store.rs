@@ -803,11 +803,29 @@ mod tests {
             .collect()
     }
 
+    /// One complete record (every scheduling field, so writes accept it) as a line in
+    /// the compact (`"a":1`) or spaced (`"a": 1`) style.
+    fn line(id: &str, n: i64, spaced: bool) -> String {
+        let line = format!(
+            "{{\"id\":\"{id}\",\"identifier\":\"T-{id}\",\"title\":\"t\",\"state\":\"todo\",\
+             \"created_at\":\"2026-01-01T00:00:00Z\",\"updated_at\":\"2026-01-01T00:00:00Z\",\"n\":{n}}}"
+        );
+        if spaced {
+            line.replace("\":", "\": ").replace(",\"", ", \"")
+        } else {
+            line
+        }
+    }
+
     #[test]
     fn restyle_rewrites_only_a_line_not_already_in_the_style() {
-        let content =
-            "{\"id\": \"A\", \"n\": 1}\n{\"id\":\"B\",\"n\":2}\n{\"id\": \"C\", \"n\": 3}\n";
-        let (_dir, store) = store_with(content);
+        let content = format!(
+            "{}\n{}\n{}\n",
+            line("A", 1, true),
+            line("B", 2, false),
+            line("C", 3, true)
+        );
+        let (_dir, store) = store_with(&content);
         let ((), report) = store
             .transact(|tx| {
                 tx.restyle("A")?;
@@ -816,29 +834,32 @@ mod tests {
             .unwrap();
         assert_eq!(report.changed, vec!["B".to_string()]);
         let after = std::fs::read_to_string(store.path()).unwrap();
-        assert_eq!(changed_lines(content, &after), vec![2]);
-        assert!(after.contains("{\"id\": \"B\", \"n\": 2}"), "{after}");
+        assert_eq!(changed_lines(&content, &after), vec![2]);
+        assert!(after.contains(&line("B", 2, true)), "{after}");
     }
 
     #[test]
     fn set_style_renders_changed_and_appended_lines_in_that_style() {
-        let content = "{\"id\":\"A\",\"n\":1}\n{\"id\": \"B\", \"n\": 2}\n";
-        let (_dir, store) = store_with(content);
+        let content = format!("{}\n{}\n", line("A", 1, false), line("B", 2, true));
+        let (_dir, store) = store_with(&content);
         let spaced = JsonStyle::detect_file("{\"a\": 1, \"b\": 2}");
         store
             .transact(|tx| {
                 tx.set_style(spaced);
                 tx.get_mut("A")?.insert("n".into(), 5.into());
-                let mut record = Map::new();
-                record.insert("id".into(), "C".into());
-                record.insert("n".into(), 3.into());
-                tx.append(record)
+                let appended = serde_json::from_str(&line("C", 3, false)).unwrap();
+                tx.append(appended)
             })
             .unwrap();
         let after = std::fs::read_to_string(store.path()).unwrap();
         assert_eq!(
             after,
-            "{\"id\": \"A\", \"n\": 5}\n{\"id\": \"B\", \"n\": 2}\n{\"id\": \"C\", \"n\": 3}\n"
+            format!(
+                "{}\n{}\n{}\n",
+                line("A", 5, true),
+                line("B", 2, true),
+                line("C", 3, true)
+            )
         );
     }
 
